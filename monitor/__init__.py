@@ -1,0 +1,3 @@
+"""availability-monitor: watches Ticketmaster Inventory Status and reports availability transitions."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,138 @@
+"""From a validated config to what the daemon polls: one spec per event, one per watch set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from monitor.config.errors import ConfigIssue
+from monitor.config.models import Config
+from monitor.core.maintenance import Window
+from monitor.core.transitions import Rules
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A time zone with the maintenance window that applies in it."""
+
+    name: str
+    tz: ZoneInfo
+    window: Window
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One watched event. `zone` indexes `Catalog.zones`; -1 when no time zone is known."""
+
+    event_id: str
+    region: str | None
+    zone: int
+    venue: str | None
+    watch_sets: tuple[str, ...]
+    rules: Rules
+
+
+@dataclass(frozen=True, slots=True)
+class SetSpec:
+    """One watch set: its name, interval, rules and events."""
+
+    name: str
+    interval_seconds: float
+    confirm_after: int
+    track_unknown: bool
+    event_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Catalog:
+    """Everything watched: events (each once, with every set that holds it), sets and zones."""
+
+    events: dict[str, EventSpec] = field(default_factory=dict)
+    sets: dict[str, SetSpec] = field(default_factory=dict)
+    zones: list[Zone] = field(default_factory=list)
+    rules: dict[str, Rules] = field(default_factory=dict)
+
+    def zone_of(self, event_id: str) -> Zone | None:
+        """The event's zone, or None when its time zone is unknown."""
+        spec = self.events.get(event_id)
+        if spec is None or spec.zone < 0:
+            return None
+        return self.zones[spec.zone]
+
+
+def build_catalog(config: Config, issues: list[ConfigIssue] | None = None) -> Catalog:
+    """Build the catalog; cross-reference problems are appended to `issues` with key paths."""
+    problems: list[ConfigIssue] = [] if issues is None else issues
+    default_window = config.maintenance.window()
+    venues = {}
+    for i, venue in enumerate(config.venues):
+        if venue.id in venues:
+            problems.append(ConfigIssue(f"venues[{i}].id", f"duplicate venue {venue.id!r}"))
+        venues[venue.id] = venue
+
+    zones: list[Zone] = []
+    zone_index: dict[tuple[str, Window], int] = {}
+
+    def zone_for(name: str, window: Window) -> int:
+        key = (name, window)
+        idx = zone_index.get(key)
+        if idx is None:
+            idx = zone_index[key] = len(zones)
+            zones.append(Zone(name, ZoneInfo(name), window))
+        return idx
+
+    # event -> (region, zone, venue, first place it was seen)
+    placement: dict[str, tuple[str | None, int, str | None, str]] = {}
+    members: dict[str, list[str]] = {}
+    set_specs: dict[str, SetSpec] = {}
+    for si, ws in enumerate(config.watch_sets):
+        if ws.name in set_specs:
+            problems.append(ConfigIssue(f"watch_sets[{si}].name", f"duplicate name {ws.name!r}"))
+            continue
+        ids: list[str] = []
+        seen_here: set[str] = set()
+        for ei, entry in enumerate(ws.events):
+            where = f"watch_sets[{si}].events[{ei}]"
+            venue = venues.get(entry.venue) if entry.venue is not None else None
+            if entry.venue is not None and venue is None:
+                problems.append(ConfigIssue(f"{where}.venue", f"unknown venue {entry.venue!r}"))
+            tz_name = entry.time_zone or (venue.time_zone if venue else None)
+            window = venue.maintenance.window() if venue and venue.maintenance else default_window
+            zone = zone_for(tz_name, window) if tz_name else -1
+            place = (entry.region, zone, entry.venue)
+            before = placement.get(entry.id)
+            if before is None:
+                placement[entry.id] = (*place, where)
+            elif before[:3] != place:
+                problems.append(
+                    ConfigIssue(
+                        where,
+                        f"event {entry.id} is also at {before[3]} with a different "
+                        "venue, time zone or region",
+                    )
+                )
+            if entry.id in seen_here:
+                continue  # listed twice in one set: harmless
+            seen_here.add(entry.id)
+            ids.append(entry.id)
+            members.setdefault(entry.id, []).append(ws.name)
+        set_specs[ws.name] = SetSpec(
+            ws.name, ws.interval_seconds, ws.confirm_after, ws.track_unknown, tuple(ids)
+        )
+
+    catalog = Catalog(sets=set_specs, zones=zones)
+    interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+    rules_cache: dict[tuple[int, bool], Rules] = {}
+    for eid, names in members.items():
+        region, zone, venue, _ = placement[eid]
+        sets = interned.setdefault(tuple(names), tuple(names))
+        # An event in several sets follows the strictest confirmation and tracks UNKNOWN if
+        # any of its sets does (transitions to or from UNKNOWN go only to those sets).
+        key = (
+            max(set_specs[n].confirm_after for n in names),
+            any(set_specs[n].track_unknown for n in names),
+        )
+        rules = rules_cache.setdefault(key, Rules(*key))
+        catalog.events[eid] = EventSpec(eid, region, zone, venue, sets, rules)
+        catalog.rules[eid] = rules
+    return catalog

@@ -1,0 +1,291 @@
+"""Reading a config file: YAML, ${ENV} interpolation, *_file secrets, validation, CSV event lists.
+
+Every problem is collected with its key path and raised together as one ConfigError.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from monitor.config.errors import ConfigError, ConfigIssue, join_path
+from monitor.config.models import Config, EventEntry
+
+#: Keys that hold secrets; each may instead be given as `<key>_file: PATH`.
+SECRET_KEYS = frozenset({"api_key", "client_secret", "secret", "admin_token", "api_token", "dsn"})
+_ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CSV_COLUMNS = ("id", "venue", "time_zone", "region")
+
+Path_ = tuple[str | int, ...]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node)
+    return out
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read config file: {exc.strerror}")], str(p))
+    return parse_config(text, env=env, source=str(p))
+
+
+def parse_config(
+    text: str, *, env: Mapping[str, str] | None = None, source: str = "<config>"
+) -> Config:
+    """Validate config text; raises ConfigError listing every problem with its key path."""
+    env = os.environ if env is None else env
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue("", f"invalid YAML: {where}{problem}")], source) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue("", "the config must be a mapping of sections")], source)
+
+    issues: list[ConfigIssue] = []
+    data = _interpolate(raw, (), env, issues)
+    data = _read_secret_files(data, (), issues)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        reported = {issue.path for issue in issues}
+        issues.extend(i for i in _pydantic_issues(exc, data) if i.path not in reported)
+        raise ConfigError(issues, source) from None
+    config = _load_event_files(config, issues)
+    from monitor.config.catalog import build_catalog  # late: catalog needs the models
+
+    build_catalog(config, issues)
+    if issues:
+        raise ConfigError(issues, source)
+    return config
+
+
+def _interpolate(node: Any, path: Path_, env: Mapping[str, str], issues: list[ConfigIssue]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, (*path, str(k)), env, issues) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, (*path, i), env, issues) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "$" not in node:
+        return node
+
+    def repl(m: re.Match[str]) -> str:
+        if m[0] == "$$":
+            return "$"
+        name = m[1]
+        if not _ENV_NAME_RE.fullmatch(name):
+            issues.append(ConfigIssue(join_path(path), f"invalid variable reference ${{{name}}}"))
+            return m[0]
+        if name not in env:
+            issues.append(
+                ConfigIssue(join_path(path), f"environment variable {name} is not set")
+            )
+            return m[0]  # keep the reference so the rest of the file can still be checked
+        return env[name]
+
+    return _ENV_RE.sub(repl, node)
+
+
+def _read_secret_files(node: Any, path: Path_, issues: list[ConfigIssue]) -> Any:
+    if isinstance(node, list):
+        return [_read_secret_files(v, (*path, i), issues) for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[Any, Any] = {}
+    for key, value in node.items():
+        k = str(key)
+        base = k[: -len("_file")] if k.endswith("_file") else None
+        if base in SECRET_KEYS:
+            here = join_path((*path, k))
+            if base in node:
+                issues.append(ConfigIssue(here, f"give either {base} or {k}, not both"))
+                continue
+            if not isinstance(value, str) or not value:
+                issues.append(ConfigIssue(here, "expected a file path"))
+                continue
+            try:
+                secret = Path(value).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                issues.append(ConfigIssue(here, f"cannot read {value}: {exc.strerror}"))
+                continue
+            if not secret:
+                issues.append(ConfigIssue(here, f"{value} is empty"))
+                continue
+            out[base] = secret
+        else:
+            out[key] = _read_secret_files(value, (*path, k), issues)
+    return out
+
+
+def _pydantic_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        # A plain-string event entry was widened to {id: ...}: report it at the entry itself.
+        if loc and loc[-1] == "id" and isinstance(_at(data, loc[:-1]), str | int):
+            loc = loc[:-1]
+        path = join_path(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key"
+            known = _known_keys(Config, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+            elif known:
+                msg += f" (expected one of: {', '.join(sorted(known))})"
+        elif kind == "missing":
+            msg = "required key is missing"
+            if loc and loc[-1] in SECRET_KEYS:
+                msg += f" (or give {loc[-1]}_file)"
+        else:
+            msg = err["msg"]
+            msg = msg.removeprefix("Value error, ")
+            if kind not in ("value_error",) and "input" in err and not isinstance(
+                err["input"], dict | list
+            ):
+                if loc and str(loc[-1]) not in SECRET_KEYS:
+                    msg += f", got {err['input']!r}"
+        issues.append(ConfigIssue(path, msg))
+    return issues
+
+
+def _at(data: Any, loc: list[Any]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _known_keys(model: type[BaseModel], loc: list[Any]) -> list[str]:
+    """The keys a model accepts at `loc` (for did-you-mean hints)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = _unwrap(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        args = get_args(annotation)
+        origin = get_origin(annotation)
+        if origin is None or not args:
+            return annotation
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models:
+            return models[0]
+        inner = [a for a in args if a is not type(None)]
+        if not inner:
+            return annotation
+        annotation = inner[0]
+
+
+def _load_event_files(config: Config, issues: list[ConfigIssue]) -> Config:
+    """Append the rows of each watch set's `events_file` to its events."""
+    sets = []
+    changed = False
+    for i, ws in enumerate(config.watch_sets):
+        if ws.events_file is None:
+            sets.append(ws)
+            continue
+        rows = read_events_csv(ws.events_file, f"watch_sets[{i}].events_file", issues)
+        sets.append(ws.model_copy(update={"events": [*ws.events, *rows]}))
+        changed = True
+    return config.model_copy(update={"watch_sets": sets}) if changed else config
+
+
+def read_events_csv(path: str, key: str, issues: list[ConfigIssue]) -> list[EventEntry]:
+    """Events from a CSV file with a header (`id` and optional venue, time_zone, region)."""
+    try:
+        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
+        return []
+    out: list[EventEntry] = []
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            issues.append(ConfigIssue(key, f"{path} is empty (expected a header with id)"))
+            return []
+        columns = [h.strip() for h in header]
+        bad = [c for c in columns if c not in CSV_COLUMNS]
+        if bad or "id" not in columns:
+            issues.append(
+                ConfigIssue(
+                    key,
+                    f"{path} line 1: the header must have id and may have "
+                    f"{', '.join(CSV_COLUMNS[1:])}; got {', '.join(columns)}",
+                )
+            )
+            return []
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(columns):
+                issues.append(
+                    ConfigIssue(
+                        key, f"{path} line {line}: {len(row)} fields, header has {len(columns)}"
+                    )
+                )
+                continue
+            values = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip()}
+            try:
+                out.append(EventEntry.model_validate(values))
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    column = err["loc"][0] if err["loc"] else "id"
+                    msg = err["msg"].removeprefix("Value error, ")
+                    if err["type"] == "missing":
+                        msg = "required value is missing"
+                    issues.append(
+                        ConfigIssue(key, f"{path} line {line}, column {column}: {msg}")
+                    )
+    return out

@@ -1,0 +1,224 @@
+"""Typed config models. Unknown keys are errors; defaults follow INTERFACES.md."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from monitor.core.maintenance import DEFAULT_WINDOW, Window
+from monitor.secrets import Secret
+
+EVENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NAME_RE = re.compile(r"[a-z0-9_-]+")
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+def check_event_id(value: str) -> str:
+    """Event IDs are 1-64 characters of [A-Za-z0-9_-]."""
+    if not EVENT_ID_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid event ID {value!r}: must be 1 to 64 characters of A-Z a-z 0-9 _ -"
+        )
+    return value
+
+
+def check_time_zone(value: str) -> str:
+    """An IANA time zone name that zoneinfo knows."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (expected an IANA name such as Europe/Berlin)"
+        ) from None
+    return value
+
+
+def _parse_clock(value: Any) -> time:
+    # YAML 1.1 reads an unquoted 2:00 as the base-60 integer 120; take it back.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return time(value // 60, value % 60)
+    if isinstance(value, str):
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
+        if m and int(m[1]) < 24 and int(m[2]) < 60:
+            return time(int(m[1]), int(m[2]))
+    raise ValueError(f"expected a time HH:MM, got {value!r}")
+
+
+ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
+EventId = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+
+
+class MaintenanceWindow(Strict):
+    """A daily window in venue-local time; start after end crosses midnight."""
+
+    start: ClockTime = DEFAULT_WINDOW.start
+    end: ClockTime = DEFAULT_WINDOW.end
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MaintenanceWindow:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty")
+        return self
+
+    def window(self) -> Window:
+        """The core's window value."""
+        return Window(self.start, self.end)
+
+
+class RateLimit(Strict):
+    """At most `requests` requests in any `per_seconds` window."""
+
+    requests: int = Field(5, ge=1)
+    per_seconds: float = Field(1.0, gt=0)
+
+
+class Upstream(Strict):
+    """The Inventory Status API and how to talk to it."""
+
+    base_url: str = "https://app.ticketmaster.com"
+    api_key: Secret
+    rate_limit: RateLimit = RateLimit()
+    batch_size: int = Field(1000, ge=1, le=1000)
+    timeout_seconds: float = Field(10.0, gt=0)
+    method: Literal["GET", "POST"] = "GET"
+    max_retries: int = Field(4, ge=0, le=20)
+    max_in_flight: int = Field(4, ge=1, le=64)
+    backoff_base_seconds: float = Field(0.5, gt=0)
+    backoff_max_seconds: float = Field(30.0, gt=0)
+    auth_backoff_seconds: float = Field(60.0, gt=0)
+    quarantine_seconds: float = Field(3600.0, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"https?://[^/\s]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+
+class Venue(Strict):
+    """A venue: its time zone and, optionally, its own maintenance window."""
+
+    id: EventId
+    name: str | None = None
+    time_zone: str | None = None
+    maintenance: MaintenanceWindow | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return v if v is None else check_time_zone(v)
+
+
+def _event_entry(value: Any) -> Any:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return {"id": str(value)}
+    return value
+
+
+class EventEntry(Strict):
+    """One watched event: a plain ID in YAML, or a mapping with more."""
+
+    id: EventId
+    venue: EventId | None = None
+    time_zone: str | None = None
+    region: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return check_event_id(v)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return v if v is None else check_time_zone(v)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z]{2,8}", v):
+            raise ValueError(f"invalid region {v!r}: expected a short code such as UK")
+        return v.upper() if v is not None else None
+
+
+class WatchSet(Strict):
+    """A named set of events polled at one interval."""
+
+    name: str
+    interval_seconds: float = Field(60.0, ge=1)
+    events: list[Annotated[EventEntry, BeforeValidator(_event_entry)]] = []
+    events_file: str | None = None
+    confirm_after: int = Field(1, ge=1, le=100)
+    track_unknown: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"invalid name {v!r}: use a-z 0-9 _ -")
+        return v
+
+
+class State(Strict):
+    """Where the state lives."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = "./data/monitor.db"
+
+
+class Server(Strict):
+    """The HTTP server for metrics, health and the API."""
+
+    listen: str = "127.0.0.1:9108"
+    admin_token: Secret | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` -> (host, port)."""
+    m = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})", value.strip())
+    if not m or int(m[3]) > 65535:
+        raise ValueError(f"expected host:port, got {value!r}")
+    host = m[1] or m[2] or "0.0.0.0"
+    return host, int(m[3])
+
+
+class Logging(Strict):
+    """Log format and level."""
+
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(Strict):
+    """The whole config file."""
+
+    upstream: Upstream
+    maintenance: MaintenanceWindow = MaintenanceWindow()
+    venues: list[Venue] = []
+    watch_sets: list[WatchSet] = []
+    state: State = State()
+    server: Server = Server()
+    log: Logging = Logging()

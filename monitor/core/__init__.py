@@ -1,0 +1,1 @@
+"""The pure core: functions of their inputs and `now`, no I/O."""

@@ -1,0 +1,112 @@
+"""Transition detection: confirmed values, pending streaks, UNKNOWN as "no data".
+
+Everything here is a pure function of the stored state and the new observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from monitor.domain import FIELD_RESALE, FIELD_STATUS, UNKNOWN, Observation
+
+#: (confirmed value or None before the baseline, pending value or None, pending streak length)
+FieldState = tuple[str | None, str | None, int]
+EMPTY_FIELD: FieldState = (None, None, 0)
+
+
+class EventState(NamedTuple):
+    """What is remembered of one event: one FieldState per field."""
+
+    status: FieldState = EMPTY_FIELD
+    resale: FieldState = EMPTY_FIELD
+
+
+EMPTY_STATE = EventState()
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """How one event's observations are judged (from the watch sets that hold it)."""
+
+    confirm_after: int = 1
+    track_unknown: bool = False
+
+
+DEFAULT_RULES = Rules()
+
+
+def step(
+    state: FieldState, value: str, confirm_after: int, track_unknown: bool
+) -> tuple[FieldState, tuple[str, str] | None]:
+    """Feed one observed value into one field's state.
+
+    Returns the new state and, when a change is confirmed, `(previous, current)`.
+    The first value is the baseline. A change needs `confirm_after` consecutive equal
+    observations. Unless `track_unknown`, UNKNOWN is "no data": it neither confirms nor breaks
+    a streak and never becomes a transition.
+    """
+    confirmed, pending, streak = state
+    if value == UNKNOWN and not track_unknown:
+        return state, None
+    if confirmed is None or (confirmed == UNKNOWN and not track_unknown):
+        # No baseline yet (or one left over from when UNKNOWN was tracked): this is it.
+        return (value, None, 0), None
+    if value == confirmed:
+        return ((confirmed, None, 0) if pending is not None else state), None
+    streak = streak + 1 if pending == value else 1
+    if streak >= confirm_after:
+        return (value, None, 0), (confirmed, value)
+    return (confirmed, value, streak), None
+
+
+class Candidate(NamedTuple):
+    """A detected change before the store gives it a sequence."""
+
+    event_id: str
+    field: str
+    previous: str
+    current: str
+
+
+@dataclass(slots=True)
+class Detection:
+    """What one batch of observations changes: new states (only those that differ) and changes."""
+
+    changed: dict[str, EventState]
+    candidates: list[Candidate]
+
+
+def detect(
+    observations: Iterable[Observation],
+    states: Mapping[str, EventState],
+    rules: Mapping[str, Rules],
+) -> Detection:
+    """Judge a batch of observations against the remembered states.
+
+    Only events whose state differs afterwards appear in `changed`, so unchanged events cost no
+    write. Events without rules get the defaults.
+    """
+    changed: dict[str, EventState] = {}
+    candidates: list[Candidate] = []
+    for obs in observations:
+        eid = obs.event_id
+        old = states.get(eid, EMPTY_STATE)
+        rule = rules.get(eid, DEFAULT_RULES)
+        status_state, resale_state = old
+        if obs.status is not None:
+            status_state, change = step(
+                status_state, obs.status, rule.confirm_after, rule.track_unknown
+            )
+            if change is not None:
+                candidates.append(Candidate(eid, FIELD_STATUS, change[0], change[1]))
+        if obs.resale_status is not None:
+            resale_state, change = step(
+                resale_state, obs.resale_status, rule.confirm_after, rule.track_unknown
+            )
+            if change is not None:
+                candidates.append(Candidate(eid, FIELD_RESALE, change[0], change[1]))
+        if status_state != old.status or resale_state != old.resale:
+            changed[eid] = EventState(status_state, resale_state)
+    return Detection(changed, candidates)
