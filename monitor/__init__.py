@@ -1,3 +1,3 @@
-"""availability-monitor: watches Ticketmaster Inventory Status and reports availability transitions."""
+"""availability-monitor: watches Ticketmaster Inventory Status and reports transitions."""
 
 __version__ = "0.1.0"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Final
 
 from monitor.clock import iso_utc
@@ -41,7 +42,7 @@ class Transition:
     previous: str
     current: str
     observed_at: float
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = dc_field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The transition format of the external contract (optional fields only when known)."""
@@ -54,7 +55,5 @@ class Transition:
             "current": self.current,
             "observed_at": iso_utc(self.observed_at),
         }
-        for key, value in self.extra.items():
-            if value is not None:
-                out[key] = value
+        out.update({k: v for k, v in self.extra.items() if v is not None})
         return out

@@ -17,7 +17,7 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    _registry: set[str] = set()  # noqa: RUF012 - shared on purpose: the redactor reads it
+    _registry: set[str] = set()
 
     def __init__(self, value: str) -> None:
         self._value = value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -60,15 +61,31 @@ class Catalog:
         return self.zones[spec.zone]
 
 
-def build_catalog(config: Config, issues: list[ConfigIssue] | None = None) -> Catalog:
-    """Build the catalog; cross-reference problems are appended to `issues` with key paths."""
+def build_catalog(
+    config: Config,
+    issues: list[ConfigIssue] | None = None,
+    origins: Mapping[tuple[int, int], tuple[str, str]] | None = None,
+) -> Catalog:
+    """Build the catalog; cross-reference problems are appended to `issues` with key paths.
+
+    `origins` names where entries that came from an `events_file` were read (key path, and
+    "file line N"), so their problems point at the file rather than at a YAML path.
+    """
+    origin = origins or {}
+
+    def issue(si: int, ei: int, attr: str, message: str) -> ConfigIssue:
+        if (si, ei) in origin:
+            key, where = origin[(si, ei)]
+            return ConfigIssue(key, f"{where}: {message}")
+        return ConfigIssue(f"watch_sets[{si}].events[{ei}].{attr}", message)
+
     problems: list[ConfigIssue] = [] if issues is None else issues
     default_window = config.maintenance.window()
     venues = {}
-    for i, venue in enumerate(config.venues):
-        if venue.id in venues:
-            problems.append(ConfigIssue(f"venues[{i}].id", f"duplicate venue {venue.id!r}"))
-        venues[venue.id] = venue
+    for i, v in enumerate(config.venues):
+        if v.id in venues:
+            problems.append(ConfigIssue(f"venues[{i}].id", f"duplicate venue {v.id!r}"))
+        venues[v.id] = v
 
     zones: list[Zone] = []
     zone_index: dict[tuple[str, Window], int] = {}
@@ -81,8 +98,9 @@ def build_catalog(config: Config, issues: list[ConfigIssue] | None = None) -> Ca
             zones.append(Zone(name, ZoneInfo(name), window))
         return idx
 
-    # event -> (region, zone, venue, first place it was seen)
-    placement: dict[str, tuple[str | None, int, str | None, str]] = {}
+    # Attributes may be given at any listing of an event; listings that leave one out agree
+    # with any value, two different values are an error.
+    attrs: dict[str, dict[str, tuple[str, str]]] = {}  # event -> attribute -> (value, where)
     members: dict[str, list[str]] = {}
     set_specs: dict[str, SetSpec] = {}
     for si, ws in enumerate(config.watch_sets):
@@ -92,25 +110,27 @@ def build_catalog(config: Config, issues: list[ConfigIssue] | None = None) -> Ca
         ids: list[str] = []
         seen_here: set[str] = set()
         for ei, entry in enumerate(ws.events):
-            where = f"watch_sets[{si}].events[{ei}]"
-            venue = venues.get(entry.venue) if entry.venue is not None else None
-            if entry.venue is not None and venue is None:
-                problems.append(ConfigIssue(f"{where}.venue", f"unknown venue {entry.venue!r}"))
-            tz_name = entry.time_zone or (venue.time_zone if venue else None)
-            window = venue.maintenance.window() if venue and venue.maintenance else default_window
-            zone = zone_for(tz_name, window) if tz_name else -1
-            place = (entry.region, zone, entry.venue)
-            before = placement.get(entry.id)
-            if before is None:
-                placement[entry.id] = (*place, where)
-            elif before[:3] != place:
-                problems.append(
-                    ConfigIssue(
-                        where,
-                        f"event {entry.id} is also at {before[3]} with a different "
-                        "venue, time zone or region",
+            where = origin[(si, ei)][1] if (si, ei) in origin else f"watch_sets[{si}].events[{ei}]"
+            if entry.venue is not None and entry.venue not in venues:
+                problems.append(issue(si, ei, "venue", f"unknown venue {entry.venue!r}"))
+            known = attrs.setdefault(entry.id, {})
+            for name in ("venue", "time_zone", "region"):
+                value = getattr(entry, name)
+                if value is None:
+                    continue
+                before = known.get(name)
+                if before is None:
+                    known[name] = (value, where)
+                elif before[0] != value:
+                    problems.append(
+                        issue(
+                            si,
+                            ei,
+                            name,
+                            f"event {entry.id} has {name} {before[0]!r} at {before[1]}, "
+                            f"here {value!r}",
+                        )
                     )
-                )
             if entry.id in seen_here:
                 continue  # listed twice in one set: harmless
             seen_here.add(entry.id)
@@ -124,7 +144,14 @@ def build_catalog(config: Config, issues: list[ConfigIssue] | None = None) -> Ca
     interned: dict[tuple[str, ...], tuple[str, ...]] = {}
     rules_cache: dict[tuple[int, bool], Rules] = {}
     for eid, names in members.items():
-        region, zone, venue, _ = placement[eid]
+        known = attrs[eid]
+        venue_id = known["venue"][0] if "venue" in known else None
+        region = known["region"][0] if "region" in known else None
+        venue = venues.get(venue_id) if venue_id is not None else None
+        tz_name = known["time_zone"][0] if "time_zone" in known else None
+        tz_name = tz_name or (venue.time_zone if venue else None)
+        window = venue.maintenance.window() if venue and venue.maintenance else default_window
+        zone = zone_for(tz_name, window) if tz_name else -1
         sets = interned.setdefault(tuple(names), tuple(names))
         # An event in several sets follows the strictest confirmation and tracks UNKNOWN if
         # any of its sets does (transitions to or from UNKNOWN go only to those sets).
@@ -133,6 +160,6 @@ def build_catalog(config: Config, issues: list[ConfigIssue] | None = None) -> Ca
             any(set_specs[n].track_unknown for n in names),
         )
         rules = rules_cache.setdefault(key, Rules(*key))
-        catalog.events[eid] = EventSpec(eid, region, zone, venue, sets, rules)
+        catalog.events[eid] = EventSpec(eid, region, zone, venue_id, sets, rules)
         catalog.rules[eid] = rules
     return catalog

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from monitor.config.errors import ConfigError, ConfigIssue, join_path
 from monitor.config.models import Config, EventEntry
+from monitor.logs import redact
 
 #: Keys that hold secrets; each may instead be given as `<key>_file: PATH`.
 SECRET_KEYS = frozenset({"api_key", "client_secret", "secret", "admin_token", "api_token", "dsn"})
@@ -26,10 +27,29 @@ _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CSV_COLUMNS = ("id", "venue", "time_zone", "region")
 
 Path_ = tuple[str | int, ...]
+_UNREADABLE = "<unreadable secret file>"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one).
+
+    It also reads plain scalars the YAML 1.2 way: YAML 1.1 would turn an unquoted event ID
+    such as 01234567 into the octal number 342391, 12:30 into 750 and NO into false.
+    """
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _BOOL_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
+)
+_UniqueKeyLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -37,6 +57,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     out: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            )
         if key in out:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -47,7 +71,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -57,7 +81,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigIssue("", f"cannot read config file: {exc.strerror}")], str(p))
+        issue = ConfigIssue("", f"cannot read config file: {exc.strerror}")
+        raise ConfigError([issue], str(p)) from None
     return parse_config(text, env=env, source=str(p))
 
 
@@ -81,19 +106,48 @@ def parse_config(
     issues: list[ConfigIssue] = []
     data = _interpolate(raw, (), env, issues)
     data = _read_secret_files(data, (), issues)
+    secrets = _secret_values(data)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         reported = {issue.path for issue in issues}
         issues.extend(i for i in _pydantic_issues(exc, data) if i.path not in reported)
-        raise ConfigError(issues, source) from None
-    config = _load_event_files(config, issues)
+        raise ConfigError(_masked(issues, secrets), source) from None
+    origins: dict[tuple[int, int], tuple[str, str]] = {}
+    config = _load_event_files(config, issues, origins)
     from monitor.config.catalog import build_catalog  # late: catalog needs the models
 
-    build_catalog(config, issues)
+    build_catalog(config, issues, origins)
     if issues:
-        raise ConfigError(issues, source)
+        raise ConfigError(_masked(issues, secrets), source)
     return config
+
+
+def _secret_values(node: Any) -> list[str]:
+    """Every value given for a secret key, so that no message can echo one."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if (
+                key in SECRET_KEYS
+                and isinstance(value, str)
+                and len(value) >= 4
+                and "${" not in value  # an unresolved reference is not a secret
+                and value != _UNREADABLE
+            ):
+                found.append(value)
+            else:
+                found.extend(_secret_values(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_secret_values(value))
+    return found
+
+
+def _masked(issues: list[ConfigIssue], secrets: list[str]) -> list[ConfigIssue]:
+    if not secrets:
+        return issues
+    return [ConfigIssue(i.path, redact(i.message, secrets)) for i in issues]
 
 
 def _interpolate(node: Any, path: Path_, env: Mapping[str, str], issues: list[ConfigIssue]) -> Any:
@@ -112,9 +166,7 @@ def _interpolate(node: Any, path: Path_, env: Mapping[str, str], issues: list[Co
             issues.append(ConfigIssue(join_path(path), f"invalid variable reference ${{{name}}}"))
             return m[0]
         if name not in env:
-            issues.append(
-                ConfigIssue(join_path(path), f"environment variable {name} is not set")
-            )
+            issues.append(ConfigIssue(join_path(path), f"environment variable {name} is not set"))
             return m[0]  # keep the reference so the rest of the file can still be checked
         return env[name]
 
@@ -142,10 +194,11 @@ def _read_secret_files(node: Any, path: Path_, issues: list[ConfigIssue]) -> Any
                 secret = Path(value).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 issues.append(ConfigIssue(here, f"cannot read {value}: {exc.strerror}"))
-                continue
+                secret = _UNREADABLE
             if not secret:
                 issues.append(ConfigIssue(here, f"{value} is empty"))
-                continue
+                secret = _UNREADABLE
+            # A placeholder keeps "required key is missing" from being reported a second time.
             out[base] = secret
         else:
             out[key] = _read_secret_files(value, (*path, k), issues)
@@ -176,11 +229,14 @@ def _pydantic_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
         else:
             msg = err["msg"]
             msg = msg.removeprefix("Value error, ")
-            if kind not in ("value_error",) and "input" in err and not isinstance(
-                err["input"], dict | list
+            if (
+                kind != "value_error"
+                and "input" in err
+                and not isinstance(err["input"], dict | list)
+                and loc
+                and str(loc[-1]) not in SECRET_KEYS  # never echo a secret back
             ):
-                if loc and str(loc[-1]) not in SECRET_KEYS:
-                    msg += f", got {err['input']!r}"
+                msg += f", got {err['input']!r}"
         issues.append(ConfigIssue(path, msg))
     return issues
 
@@ -226,24 +282,39 @@ def _unwrap(annotation: Any) -> Any:
         annotation = inner[0]
 
 
-def _load_event_files(config: Config, issues: list[ConfigIssue]) -> Config:
-    """Append the rows of each watch set's `events_file` to its events."""
+def _load_event_files(
+    config: Config, issues: list[ConfigIssue], origins: dict[tuple[int, int], tuple[str, str]]
+) -> Config:
+    """Append the rows of each watch set's `events_file` to its events.
+
+    `origins` learns, for each appended entry, the key path and "file line N" to name in errors.
+    """
     sets = []
     changed = False
     for i, ws in enumerate(config.watch_sets):
         if ws.events_file is None:
             sets.append(ws)
             continue
-        rows = read_events_csv(ws.events_file, f"watch_sets[{i}].events_file", issues)
+        key = f"watch_sets[{i}].events_file"
+        lines: list[int] = []
+        rows = read_events_csv(ws.events_file, key, issues, lines)
+        for n, line in enumerate(lines):
+            origins[(i, len(ws.events) + n)] = (key, f"{ws.events_file} line {line}")
         sets.append(ws.model_copy(update={"events": [*ws.events, *rows]}))
         changed = True
     return config.model_copy(update={"watch_sets": sets}) if changed else config
 
 
-def read_events_csv(path: str, key: str, issues: list[ConfigIssue]) -> list[EventEntry]:
-    """Events from a CSV file with a header (`id` and optional venue, time_zone, region)."""
+def read_events_csv(
+    path: str, key: str, issues: list[ConfigIssue], lines: list[int] | None = None
+) -> list[EventEntry]:
+    """Events from a CSV file with a header (`id` and optional venue, time_zone, region).
+
+    `lines`, when given, receives the file line of each returned entry.
+    """
     try:
-        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+        # utf-8-sig: spreadsheets like to start the file with a byte-order mark.
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
     except OSError as exc:
         issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
         return []
@@ -279,13 +350,13 @@ def read_events_csv(path: str, key: str, issues: list[ConfigIssue]) -> list[Even
             values = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip()}
             try:
                 out.append(EventEntry.model_validate(values))
+                if lines is not None:
+                    lines.append(line)
             except ValidationError as exc:
                 for err in exc.errors(include_url=False):
                     column = err["loc"][0] if err["loc"] else "id"
                     msg = err["msg"].removeprefix("Value error, ")
                     if err["type"] == "missing":
                         msg = "required value is missing"
-                    issues.append(
-                        ConfigIssue(key, f"{path} line {line}, column {column}: {msg}")
-                    )
+                    issues.append(ConfigIssue(key, f"{path} line {line}, column {column}: {msg}"))
     return out

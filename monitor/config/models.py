@@ -42,7 +42,7 @@ def check_time_zone(value: str) -> str:
     """An IANA time zone name that zoneinfo knows."""
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a tzdata folder
         raise ValueError(
             f"unknown time zone {value!r} (expected an IANA name such as Europe/Berlin)"
         ) from None
@@ -50,9 +50,6 @@ def check_time_zone(value: str) -> str:
 
 
 def _parse_clock(value: Any) -> time:
-    # YAML 1.1 reads an unquoted 2:00 as the base-60 integer 120; take it back.
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-        return time(value // 60, value % 60)
     if isinstance(value, str):
         m = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
         if m and int(m[1]) < 24 and int(m[2]) < 60:

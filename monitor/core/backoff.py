@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 
 def full_jitter(attempt: int, base: float, cap: float, rand: float) -> float:
     """Seconds to wait before retry number `attempt` (0-based); `rand` is uniform in [0, 1)."""
-    return rand * min(cap, base * (2.0**attempt))
+    # Capping the exponent first keeps 2**attempt from overflowing on a long outage.
+    return rand * min(cap, base * (2.0 ** min(attempt, 64)))
 
 
 def retry_after_seconds(headers: Mapping[str, str], now_epoch: float) -> float | None:
@@ -23,16 +26,18 @@ def retry_after_seconds(headers: Mapping[str, str], now_epoch: float) -> float |
     if raw:
         raw = raw.strip()
         try:
-            waits.append(max(0.0, float(raw)))
+            seconds = float(raw)
+            if math.isfinite(seconds):
+                waits.append(max(0.0, seconds))
         except ValueError:
-            try:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
                 waits.append(max(0.0, parsedate_to_datetime(raw).timestamp() - now_epoch))
-            except (TypeError, ValueError, IndexError):
-                pass
     reset = headers.get("Rate-Limit-Reset")
     if reset:
         try:
-            waits.append(max(0.0, float(reset) / 1000.0 - now_epoch))
+            epoch_ms = float(reset)
+            if math.isfinite(epoch_ms):
+                waits.append(max(0.0, epoch_ms / 1000.0 - now_epoch))
         except ValueError:
             pass
     return max(waits) if waits else None

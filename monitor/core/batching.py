@@ -61,7 +61,7 @@ class DuePool:
     def _head(self, region: str | None) -> tuple[float, int, str] | None:
         heap = self._heaps.get(region)
         while heap:
-            prio, seq, eid = heap[0]
+            _prio, seq, eid = heap[0]
             entry = self._entries.get(eid)
             if entry is not None and entry[1] == seq:
                 return heap[0]
@@ -89,7 +89,7 @@ class DuePool:
         heap = self._heaps[region]
         ids: list[str] = []
         while heap and len(ids) < limit:
-            prio, seq, eid = heapq.heappop(heap)
+            _prio, seq, eid = heapq.heappop(heap)
             entry = self._entries.get(eid)
             if entry is None or entry[1] != seq:
                 continue

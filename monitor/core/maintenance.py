@@ -56,9 +56,18 @@ def local_instant(day: date, clock_time: time, tz: ZoneInfo, *, later: bool) -> 
     if u0.astimezone(tz).replace(tzinfo=None) == naive:
         # Repeated (ambiguous) time: fold=0 is the earlier instant.
         return u1 if later else u0
-    # Skipped time (in a gap): fold=0 reads it with the offset from before the gap, which lands
-    # on the first instant after the gap plus the same distance into it.
-    return u0
+    # Skipped time (in a gap): the first instant after the gap, where the wall clock jumps.
+    # fold=1 reads the time with the offset after the gap (an instant before the jump), fold=0
+    # with the offset before it (an instant after): search between them to the second.
+    after = second.utcoffset()
+    lo, hi = int(u1.timestamp()), int(u0.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == after:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
 
 
 def window_bounds(day: date, tz: ZoneInfo, window: Window) -> tuple[datetime, datetime]:

@@ -1,0 +1,118 @@
+"""Prometheus metrics. One `Metrics` per daemon, on a registry passed in (a fresh one per test).
+
+No label ever carries an event ID.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from monitor import __version__
+
+PREFIX = "availability_monitor_"
+
+
+class Metrics:
+    """Every metric the daemon exports (names fixed by INTERFACES.md, prefix included)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        p = PREFIX
+        self.build_info = Info(p + "build", "Version of the running daemon.", registry=r)
+        self.build_info.info({"version": __version__})
+        self.events_watched = Gauge(
+            p + "events_watched", "Events watched, per watch set.", ["watch_set"], registry=r
+        )
+        self.events_by_status = Gauge(
+            p + "events_by_status",
+            "Watched events by confirmed status (UNKNOWN: no confirmed status yet).",
+            ["watch_set", "status"],
+            registry=r,
+        )
+        self.events_in_maintenance = Gauge(
+            p + "events_in_maintenance",
+            "Events left out of polling because their venue is in its maintenance window.",
+            ["watch_set"],
+            registry=r,
+        )
+        self.events_without_time_zone = Gauge(
+            p + "events_without_time_zone",
+            "Events with no known time zone: polled at all hours, maintenance cannot apply.",
+            ["watch_set"],
+            registry=r,
+        )
+        self.events_quarantined = Gauge(
+            p + "events_quarantined",
+            "Event IDs the upstream refused with 400, left out for a while.",
+            registry=r,
+        )
+        self.transitions_total = Counter(
+            p + "transitions_total",
+            "Confirmed status transitions.",
+            ["watch_set", "field", "from", "to"],
+            registry=r,
+        )
+        self.upstream_requests_total = Counter(
+            p + "upstream_requests_total",
+            "Upstream requests by API and outcome.",
+            ["api", "outcome"],
+            registry=r,
+        )
+        self.upstream_request_duration_seconds = Histogram(
+            p + "upstream_request_duration_seconds",
+            "Upstream request duration.",
+            ["api"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.upstream_batch_size = Histogram(
+            p + "upstream_batch_size",
+            "Event IDs per upstream request.",
+            buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
+            registry=r,
+        )
+        self.upstream_unknown_status_total = Counter(
+            p + "upstream_unknown_status_total",
+            "Status strings the upstream sent that this daemon does not know (counted as UNKNOWN).",
+            registry=r,
+        )
+        self.upstream_rate_limited_seconds_total = Counter(
+            p + "upstream_rate_limited_seconds_total",
+            "Seconds all upstream requests were held back because the upstream said to wait.",
+            registry=r,
+        )
+        self.upstream_key_accepted = Gauge(
+            p + "upstream_key_accepted",
+            "1 while the upstream accepts the API key, 0 after it refused it.",
+            registry=r,
+        )
+        self.last_successful_poll_timestamp_seconds = Gauge(
+            p + "last_successful_poll_timestamp_seconds",
+            "When a poll of every due event of the watch set last succeeded.",
+            ["watch_set"],
+            registry=r,
+        )
+        self.poll_runs_total = Counter(
+            p + "poll_runs_total",
+            "Scheduled poll runs by outcome (ok, partial, failed, skipped: overlapped).",
+            ["watch_set", "outcome"],
+            registry=r,
+        )
+        self.observations_total = Counter(
+            p + "observations_total", "Event statuses received and judged.", registry=r
+        )
+        self.state_write_seconds = Histogram(
+            p + "state_write_seconds",
+            "Time to store one batch's changes and transitions.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            registry=r,
+        )
+        self.state_write_errors_total = Counter(
+            p + "state_write_errors_total",
+            "Batches whose changes could not be stored (they are judged again next poll).",
+            registry=r,
+        )
+        self.config_reloads_total = Counter(
+            p + "config_reloads_total", "SIGHUP reloads by outcome.", ["outcome"], registry=r
+        )
+        self.ready = Gauge(p + "ready", "1 while /readyz answers 200.", registry=r)

@@ -1,0 +1,1 @@
+"""Notifiers: whatever is told about transitions once they are stored."""

@@ -1,0 +1,1 @@
+"""The polling shell: rate budget, dispatcher, result processing and the scheduler."""

@@ -1,0 +1,356 @@
+"""One dispatcher per API key: packs due events of every watch set into batches and sends them.
+
+Watch sets only say *when* their events are due. The dispatcher keeps one pool of due events
+(each event once, oldest observation first), takes a batch of one region when a worker is free,
+sends it within the shared rate budget, retries what is worth retrying, bisects a 400 to find
+the offending IDs, and hands answers to the processor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from monitor.clock import Clock, SystemClock
+from monitor.config.catalog import EventSpec
+from monitor.core.backoff import full_jitter
+from monitor.core.batching import DuePool
+from monitor.logs import get_logger
+from monitor.metrics import Metrics
+from monitor.poller.budget import RateBudget
+from monitor.poller.processor import Processor
+from monitor.upstream.errors import (
+    AuthFailed,
+    BadRequest,
+    RateLimited,
+    UpstreamError,
+)
+from monitor.upstream.inventory import InventoryAnswer, InventoryClient
+
+log = get_logger("monitor.dispatcher")
+
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass(slots=True)
+class PollReport:
+    """How a submitted set of events fared."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass(slots=True)
+class _Submission:
+    remaining: int
+    report: PollReport = field(default_factory=PollReport)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def count(self, outcome: str) -> None:
+        if outcome == OK:
+            self.report.ok += 1
+        elif outcome == FAILED:
+            self.report.failed += 1
+        else:
+            self.report.skipped += 1
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.done.set()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed requests are retried."""
+
+    max_retries: int = 4
+    base_seconds: float = 0.5
+    max_seconds: float = 30.0
+    auth_backoff_seconds: float = 60.0
+    quarantine_seconds: float = 3600.0
+    default_rate_limit_wait: float = 1.0
+
+
+class Health:
+    """What readiness depends on: state loaded, and the upstream accepting the key."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.state_loaded = False
+        self.key_status = "unchecked"  # unchecked | accepted | refused
+        self.first_round_done = False
+        self.reason = "starting"
+        self._metrics = metrics
+
+    def key_accepted(self) -> None:
+        """The upstream answered a request with 2xx."""
+        if self.key_status != "accepted" and self._metrics:
+            self._metrics.upstream_key_accepted.set(1)
+        self.key_status = "accepted"
+
+    def key_refused(self, why: str) -> None:
+        """The upstream answered 401 or 403."""
+        self.key_status = "refused"
+        self.reason = why
+        if self._metrics:
+            self._metrics.upstream_key_accepted.set(0)
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason)."""
+        if not self.state_loaded:
+            return False, "state not loaded yet"
+        if self.key_status == "refused":
+            return False, f"upstream refuses the API key: {self.reason}"
+        if self.key_status == "accepted" or self.first_round_done:
+            return True, "ok"
+        return False, "waiting for the first upstream answer"
+
+
+class Dispatcher:
+    """Sends due events to the upstream in full batches within the rate budget."""
+
+    def __init__(
+        self,
+        *,
+        client: InventoryClient,
+        processor: Processor,
+        budget: RateBudget,
+        metrics: Metrics,
+        health: Health,
+        observed_at: Callable[[str], float],
+        exclude: Callable[[str], bool] | None = None,
+        clock: Clock | None = None,
+        batch_size: int = 1000,
+        max_in_flight: int = 4,
+        retry: RetryPolicy | None = None,
+        linger_seconds: float = 0.02,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._processor = processor
+        self._budget = budget
+        self._metrics = metrics
+        self._health = health
+        self._observed_at = observed_at
+        self._exclude = exclude
+        self._clock = clock or SystemClock()
+        self._batch_size = batch_size
+        self._max_in_flight = max_in_flight
+        self._retry = retry or RetryPolicy()
+        self._linger = linger_seconds
+        self._rng = rng or random.Random()
+        self._pool = DuePool()
+        self._waiters: dict[str, list[_Submission]] = {}
+        self._work = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._auth_failures = 0
+        self.quarantined: dict[str, float] = {}  # event ID -> monotonic time it may return
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers."""
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._worker(), name=f"dispatcher-{i}")
+                for i in range(self._max_in_flight)
+            ]
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Let batches in flight finish (up to `timeout`), then stop; unsent events fail."""
+        for eid in list(self._waiters):
+            if eid in self._pool:
+                self._pool.discard(eid)
+                self._finish(eid, FAILED)
+        if self._workers:
+            idle = [w for w in self._workers if not w.done()]
+            if self._waiters:
+                self._drained.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), timeout)
+            for w in idle:
+                w.cancel()
+            await asyncio.gather(*idle, return_exceptions=True)
+            self._workers = []
+        for eid in list(self._waiters):
+            self._finish(eid, FAILED)
+
+    # -- submitting ------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for a request."""
+        return len(self._pool)
+
+    async def submit(self, events: Iterable[EventSpec]) -> PollReport:
+        """Queue events and wait until each was observed, failed or was dropped."""
+        specs = list(events)
+        sub = _Submission(len(specs))
+        if not specs:
+            return sub.report
+        for spec in specs:
+            eid = spec.event_id
+            waiting = self._waiters.get(eid)
+            if waiting is not None:
+                waiting.append(sub)  # already queued or in flight: share that request
+                continue
+            self._waiters[eid] = [sub]
+            self._pool.add(eid, spec.region, self._observed_at(eid))
+        self._work.set()
+        await sub.done.wait()
+        return sub.report
+
+    def _finish(self, event_id: str, outcome: str) -> None:
+        for sub in self._waiters.pop(event_id, ()):
+            sub.count(outcome)
+        if not self._waiters:
+            self._drained.set()
+
+    def _finish_all(self, event_ids: Iterable[str], outcome: str) -> None:
+        for eid in event_ids:
+            self._finish(eid, outcome)
+
+    def _drop(self, event_id: str) -> bool:
+        until = self.quarantined.get(event_id)
+        if until is not None:
+            if until > self._clock.monotonic():
+                return True
+            del self.quarantined[event_id]
+            self._metrics.events_quarantined.set(len(self.quarantined))
+        return self._exclude is not None and self._exclude(event_id)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            await self._work.wait()
+            if not len(self._pool):
+                self._work.clear()
+                continue
+            if len(self._pool) < self._batch_size and self._linger > 0:
+                # Sets that fire together arrive a moment apart: let them share a batch.
+                await asyncio.sleep(self._linger)
+            taken = self._pool.take(self._batch_size, self._drop)
+            self._finish_all(taken.dropped, SKIPPED)
+            if taken.batch.event_ids:
+                try:
+                    await self._send(taken.batch.region, list(taken.batch.event_ids))
+                except asyncio.CancelledError:
+                    self._finish_all(taken.batch.event_ids, FAILED)
+                    raise
+                except Exception:
+                    log.exception("batch failed unexpectedly", n_ids=len(taken.batch.event_ids))
+                    self._finish_all(taken.batch.event_ids, FAILED)
+
+    async def _send(self, region: str | None, ids: Sequence[str]) -> None:
+        """One batch, with retries; bisects on 400. Every ID is finished on return."""
+        m = self._metrics
+        policy = self._retry
+        attempt = 0
+        while True:
+            await self._budget.acquire()
+            started = self._clock.monotonic()
+            try:
+                answer = await self._client.fetch(ids, region)
+            except UpstreamError as exc:
+                m.upstream_request_duration_seconds.labels("inventory").observe(
+                    self._clock.monotonic() - started
+                )
+                m.upstream_requests_total.labels("inventory", exc.outcome).inc()
+                m.upstream_batch_size.observe(len(ids))
+                attempt += 1
+                log.warning(
+                    "upstream request failed",
+                    api="inventory",
+                    outcome=exc.outcome,
+                    status=exc.status,
+                    attempt=attempt,
+                    n_ids=len(ids),
+                    region=region,
+                    error=str(exc),
+                )
+                if isinstance(exc, AuthFailed):
+                    self._on_auth_failure(str(exc))
+                    self._finish_all(ids, FAILED)
+                    return
+                if isinstance(exc, BadRequest):
+                    await self._bisect(region, ids, str(exc))
+                    return
+                if not exc.retry and not isinstance(exc, RateLimited):
+                    self._finish_all(ids, FAILED)
+                    return
+                if attempt > policy.max_retries:
+                    log.error(
+                        "giving up on batch until its next poll",
+                        n_ids=len(ids),
+                        attempts=attempt,
+                        outcome=exc.outcome,
+                    )
+                    self._finish_all(ids, FAILED)
+                    return
+                if isinstance(exc, RateLimited):
+                    wait = exc.retry_after
+                    if wait is None:
+                        wait = policy.default_rate_limit_wait
+                    self._budget.pause_for(wait)
+                    m.upstream_rate_limited_seconds_total.inc(wait)
+                    continue
+                backoff = full_jitter(
+                    attempt - 1, policy.base_seconds, policy.max_seconds, self._rng.random()
+                )
+                await asyncio.sleep(max(backoff, exc.retry_after or 0.0))
+                continue
+            m.upstream_request_duration_seconds.labels("inventory").observe(
+                self._clock.monotonic() - started
+            )
+            m.upstream_requests_total.labels("inventory", "ok").inc()
+            m.upstream_batch_size.observe(len(ids))
+            self._auth_failures = 0
+            self._health.key_accepted()
+            await self._deliver(ids, answer)
+            return
+
+    async def _deliver(self, ids: Sequence[str], answer: InventoryAnswer) -> None:
+        if answer.unknown_statuses:
+            self._metrics.upstream_unknown_status_total.inc(answer.unknown_statuses)
+        if answer.missing:
+            log.info("upstream answer lacks some events", n_missing=len(answer.missing))
+        try:
+            await self._processor.process(answer.observations, self._clock.wall())
+        except Exception:
+            self._metrics.state_write_errors_total.inc()
+            log.exception("could not store a batch; it will be judged again next poll")
+            self._finish_all(ids, FAILED)
+            return
+        self._finish_all(ids, OK)
+
+    async def _bisect(self, region: str | None, ids: Sequence[str], why: str) -> None:
+        if len(ids) == 1:
+            eid = ids[0]
+            self.quarantined[eid] = self._clock.monotonic() + self._retry.quarantine_seconds
+            self._metrics.events_quarantined.set(len(self.quarantined))
+            log.error(
+                "upstream refuses this event ID; left out for a while",
+                event_id=eid,
+                quarantine_seconds=self._retry.quarantine_seconds,
+                error=why,
+            )
+            self._finish(eid, FAILED)
+            return
+        mid = len(ids) // 2
+        await self._send(region, ids[:mid])
+        await self._send(region, ids[mid:])
+
+    def _on_auth_failure(self, why: str) -> None:
+        self._health.key_refused(why)
+        self._auth_failures += 1
+        pause = min(self._retry.auth_backoff_seconds * 2 ** (self._auth_failures - 1), 3600.0)
+        self._budget.pause_for(pause)
+        log.error(
+            "upstream refused the API key; backing off",
+            pause_seconds=pause,
+            consecutive_failures=self._auth_failures,
+        )

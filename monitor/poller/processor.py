@@ -1,0 +1,90 @@
+"""From an upstream answer to stored transitions: detect, store, then apply and tell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from monitor.clock import iso_utc
+from monitor.config.catalog import Catalog
+from monitor.core.transitions import Candidate, detect
+from monitor.domain import UNKNOWN, Observation, Transition
+from monitor.logs import get_logger
+from monitor.metrics import Metrics
+from monitor.notify.base import Notifier
+from monitor.poller.live import LiveState
+from monitor.store.base import NewTransition, Store
+
+log = get_logger("monitor.processor")
+
+
+class Processor:
+    """Judges a batch of observations and makes its transitions durable before anyone hears.
+
+    Order matters: detect (pure) → store (one transaction) → apply to memory → metrics, log,
+    notifiers. If the store fails, memory is left as it was, so the next poll finds the same
+    change again and nothing is lost.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        live: LiveState,
+        catalog: Callable[[], Catalog],
+        metrics: Metrics,
+        notifiers: Sequence[Notifier] = (),
+    ) -> None:
+        self._store = store
+        self._live = live
+        self._catalog = catalog
+        self._metrics = metrics
+        self.notifiers: list[Notifier] = list(notifiers)
+
+    def _watch_sets(self, catalog: Catalog, cand: Candidate) -> tuple[str, ...]:
+        spec = catalog.events.get(cand.event_id)
+        if spec is None:
+            return ()
+        if UNKNOWN in (cand.previous, cand.current):
+            # Only the sets that asked for UNKNOWN as a value hear about it.
+            return tuple(s for s in spec.watch_sets if catalog.sets[s].track_unknown)
+        return spec.watch_sets
+
+    async def process(
+        self, observations: Sequence[Observation], observed_at: float
+    ) -> list[Transition]:
+        """Judge, store and publish one batch; returns the stored transitions."""
+        catalog = self._catalog()
+        live = self._live
+        detection = detect(observations, live.states, catalog.rules)
+        new = [
+            NewTransition(c.event_id, c.field, c.previous, c.current, sets, observed_at)
+            for c in detection.candidates
+            if (sets := self._watch_sets(catalog, c))
+        ]
+        with self._metrics.state_write_seconds.time():
+            stored = await self._store.record(detection.changed, new, observed_at)
+        live.apply(catalog, detection.changed)
+        seen = live.observed_at
+        for obs in observations:
+            seen[obs.event_id] = observed_at
+        self._metrics.observations_total.inc(len(observations))
+        for t in stored:
+            for name in t.watch_sets:
+                self._metrics.transitions_total.labels(name, t.field, t.previous, t.current).inc()
+            log.info(
+                "transition",
+                sequence=t.sequence,
+                event_id=t.event_id,
+                watch_sets=list(t.watch_sets),
+                field=t.field,
+                previous=t.previous,
+                current=t.current,
+                observed_at=iso_utc(t.observed_at),
+            )
+        if stored:
+            for notifier in self.notifiers:
+                try:
+                    await notifier.notify(stored)
+                except Exception:
+                    log.exception("notifier failed", notifier=type(notifier).__name__)
+        return stored

@@ -1,0 +1,197 @@
+"""When each watch set is due: APScheduler interval jobs feeding the dispatcher.
+
+A run never overlaps the previous run of its set (max_instances=1) and missed runs are
+coalesced. Events whose venue is in its maintenance window are left out before they are queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, JobEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitor.clock import Clock, SystemClock, utc_datetime
+from monitor.config.catalog import Catalog, EventSpec
+from monitor.core.maintenance import in_window
+from monitor.logs import get_logger
+from monitor.metrics import Metrics
+from monitor.poller.dispatcher import Dispatcher, Health, PollReport
+
+log = get_logger("monitor.scheduler")
+
+
+class MaintenanceView:
+    """Which zones are in their maintenance window now, computed once per zone per second."""
+
+    def __init__(self, catalog: Callable[[], Catalog], clock: Clock) -> None:
+        self._catalog = catalog
+        self._clock = clock
+        self._stamp: tuple[int, int] | None = None
+        self._flags: list[bool] = []
+
+    def flags(self) -> list[bool]:
+        """`flags[zone_index]` is True while that zone is in maintenance."""
+        catalog = self._catalog()
+        now = self._clock.wall()
+        stamp = (int(now), id(catalog))
+        if stamp != self._stamp:
+            at = utc_datetime(now)
+            self._flags = [in_window(at, z.tz, z.window) for z in catalog.zones]
+            self._stamp = stamp
+        return self._flags
+
+    def excluded(self, event_id: str) -> bool:
+        """Whether an event must not be requested now (not watched any more, or in maintenance)."""
+        spec = self._catalog().events.get(event_id)
+        if spec is None:
+            return True
+        return spec.zone >= 0 and self.flags()[spec.zone]
+
+
+class PollScheduler:
+    """Runs each watch set's poll at its interval; `run_once` polls sets now (tests, tools)."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        catalog: Callable[[], Catalog],
+        maintenance: MaintenanceView,
+        metrics: Metrics,
+        health: Health,
+        status_counts: Callable[[str], dict[str, int]],
+        clock: Clock | None = None,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._status_counts = status_counts
+        self._catalog = catalog
+        self._maintenance = maintenance
+        self._metrics = metrics
+        self._health = health
+        self._clock = clock or SystemClock()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._intervals: dict[str, float] = {}
+        self._first_runs: set[str] = set()
+        self.progress = 0  # bumps every time a run completes: the watchdog reads it
+        self.last_progress = self._clock.monotonic()
+
+    def publish_static_gauges(self) -> None:
+        """Gauges that change only with the config."""
+        catalog = self._catalog()
+        m = self._metrics
+        m.events_watched.clear()
+        m.events_without_time_zone.clear()
+        m.events_in_maintenance.clear()
+        for name, spec in catalog.sets.items():
+            m.events_watched.labels(name).set(len(spec.event_ids))
+            no_tz = sum(1 for e in spec.event_ids if catalog.events[e].zone < 0)
+            m.events_without_time_zone.labels(name).set(no_tz)
+            m.events_in_maintenance.labels(name).set(0)
+
+    def _due(self, name: str) -> tuple[list[EventSpec], int]:
+        catalog = self._catalog()
+        spec = catalog.sets[name]
+        flags = self._maintenance.flags()
+        due: list[EventSpec] = []
+        in_maintenance = 0
+        events = catalog.events
+        for eid in spec.event_ids:
+            es = events[eid]
+            if es.zone >= 0 and flags[es.zone]:
+                in_maintenance += 1
+            else:
+                due.append(es)
+        return due, in_maintenance
+
+    async def run_set(self, name: str) -> PollReport:
+        """One poll run of one watch set: queue its due events and wait for them."""
+        if name not in self._catalog().sets:
+            return PollReport()
+        due, in_maintenance = self._due(name)
+        m = self._metrics
+        m.events_in_maintenance.labels(name).set(in_maintenance)
+        report = await self._dispatcher.submit(due)
+        report.skipped += in_maintenance
+        outcome = "ok" if not report.failed else ("failed" if not report.ok else "partial")
+        m.poll_runs_total.labels(name, outcome).inc()
+        if not report.failed:
+            m.last_successful_poll_timestamp_seconds.labels(name).set(self._clock.wall())
+        self._publish_counts(name)
+        self._first_runs.add(name)
+        if not self._health.first_round_done and self._first_runs >= set(self._catalog().sets):
+            self._health.first_round_done = True
+        self.progress += 1
+        self.last_progress = self._clock.monotonic()
+        return report
+
+    def _publish_counts(self, name: str) -> None:
+        live_counts = self._status_counts(name)
+        for status, n in live_counts.items():
+            self._metrics.events_by_status.labels(name, status).set(n)
+
+    async def run_once(self, names: Iterable[str] | None = None) -> dict[str, PollReport]:
+        """Poll the named sets (all by default) now, together, and wait for them."""
+        chosen = list(names) if names is not None else list(self._catalog().sets)
+        reports = await asyncio.gather(*(self.run_set(n) for n in chosen))
+        return dict(zip(chosen, reports, strict=True))
+
+    # -- the scheduler ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Schedule every set, first runs now."""
+        sched = AsyncIOScheduler(timezone=UTC)
+        sched.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
+        sched.start()
+        self._scheduler = sched
+        self.reschedule()
+
+    def reschedule(self) -> None:
+        """Match the jobs to the current catalog (after a reload): add, remove, re-time."""
+        sched = self._scheduler
+        if sched is None:
+            return
+        sets = self._catalog().sets
+        for name in list(self._intervals):
+            if name not in sets:
+                sched.remove_job(f"poll:{name}")
+                del self._intervals[name]
+        for name, spec in sets.items():
+            if self._intervals.get(name) == spec.interval_seconds:
+                continue
+            first = name not in self._intervals
+            sched.add_job(
+                self.run_set,
+                "interval",
+                seconds=spec.interval_seconds,
+                args=[name],
+                id=f"poll:{name}",
+                name=name,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+                next_run_time=datetime.now(UTC) if first else None,
+            )
+            self._intervals[name] = spec.interval_seconds
+
+    def _on_event(self, event: JobEvent) -> None:
+        name = event.job_id.removeprefix("poll:")
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self._metrics.poll_runs_total.labels(name, "skipped").inc()
+        elif event.code == EVENT_JOB_ERROR:
+            exc = getattr(event, "exception", None)
+            log.error("poll run failed", watch_set=name, error=repr(exc))
+
+    async def stop(self, drain_seconds: float = 5.0) -> None:
+        """Stop scheduling, let runs in progress finish their requests, then shut down."""
+        if self._scheduler is None:
+            return
+        self._scheduler.pause()
+        await self._dispatcher.stop(drain_seconds)
+        await asyncio.sleep(0)  # let the runs whose events just finished return
+        self._scheduler.shutdown(wait=False)
+        self._scheduler = None
+        self._intervals.clear()

@@ -1,0 +1,150 @@
+"""aiohttp routes: /metrics, /healthz, /readyz, /v1/events/{id}, /v1/transitions."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from monitor.clock import Clock, iso_utc, utc_datetime
+from monitor.config.catalog import Catalog
+from monitor.core.maintenance import current_window
+from monitor.poller.dispatcher import Health
+from monitor.poller.live import LiveState
+from monitor.secrets import Secret
+from monitor.store.base import Store
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MAX_TRANSITIONS_PAGE = 1000
+
+
+def json_error(status: int, message: str, **extra: object) -> web.Response:
+    """A JSON error body: {"error": message, ...}."""
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+class ApiServer:
+    """Builds the aiohttp application from the daemon's parts (all injected)."""
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry,
+        health: Health,
+        catalog: Callable[[], Catalog],
+        live: LiveState,
+        store: Store,
+        clock: Clock,
+        admin_token: Secret | None = None,
+        quarantined: Callable[[str], bool] = lambda eid: False,
+    ) -> None:
+        self._registry = registry
+        self._health = health
+        self._catalog = catalog
+        self._live = live
+        self._store = store
+        self._clock = clock
+        self.admin_token = admin_token
+        self._quarantined = quarantined
+
+    def app(self) -> web.Application:
+        """The application; other parts may add routes before it starts."""
+        app = web.Application(middlewares=[self._auth_middleware])
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/v1/events/{event_id}", self.event)
+        app.router.add_get("/v1/transitions", self.transitions)
+        return app
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/v1/") and self.admin_token is not None:
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {self.admin_token.reveal()}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return json_error(401, "missing or wrong bearer token")
+        return await handler(request)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition."""
+        body = generate_latest(self._registry)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """200 while the process runs."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """200 once config and state are loaded and the upstream accepts the key."""
+        ready, reason = self._health.readiness()
+        return web.json_response(
+            {"ready": ready, "reason": reason, "upstream_key": self._health.key_status},
+            status=200 if ready else 503,
+        )
+
+    async def event(self, request: web.Request) -> web.Response:
+        """What the daemon knows of one watched event."""
+        eid = request.match_info["event_id"]
+        catalog = self._catalog()
+        spec = catalog.events.get(eid)
+        if spec is None:
+            return json_error(404, f"event {eid} is not watched")
+        zone = catalog.zone_of(eid)
+        window = None
+        if zone is not None:
+            window = current_window(utc_datetime(self._clock.wall()), zone.tz, zone.window)
+        seen = self._live.observed_at.get(eid)
+        state = self._live.states.get(eid)
+        body: dict[str, object] = {
+            "event_id": eid,
+            "watch_sets": list(spec.watch_sets),
+            "status": self._live.status(eid),
+            "resale_status": self._live.resale_status(eid),
+            "observed_at": iso_utc(seen) if seen else None,
+            "in_maintenance": window is not None,
+            "time_zone": zone.name if zone else None,
+            "maintenance_window": str(zone.window) if zone else None,
+            "region": spec.region,
+            "venue": spec.venue,
+            "quarantined": self._quarantined(eid),
+        }
+        if window is not None:
+            body["maintenance_ends_at"] = iso_utc(window[1].timestamp())
+        if state is not None:
+            body["pending"] = {
+                "status": {"value": state.status[1], "streak": state.status[2]}
+                if state.status[1]
+                else None,
+                "resale_status": {"value": state.resale[1], "streak": state.resale[2]}
+                if state.resale[1]
+                else None,
+            }
+        return web.json_response(body)
+
+    async def transitions(self, request: web.Request) -> web.Response:
+        """Transitions after `since` (exclusive), oldest first; `next` is where to go on from."""
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            return json_error(400, "since must be an integer sequence number", field="since")
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return json_error(400, "limit must be an integer", field="limit")
+        if since < 0:
+            return json_error(400, "since must be >= 0", field="since")
+        if not 1 <= limit <= MAX_TRANSITIONS_PAGE:
+            return json_error(400, f"limit must be 1..{MAX_TRANSITIONS_PAGE}", field="limit")
+        rows = await self._store.transitions_since(since, limit)
+        return web.json_response(
+            {
+                "transitions": [t.to_json() for t in rows],
+                "next": rows[-1].sequence if rows else since,
+            }
+        )
