@@ -92,6 +92,10 @@ class Daemon:
             connector=aiohttp.TCPConnector(limit=max(8, up.max_in_flight * 2)),
             headers={"User-Agent": f"availability-monitor/{__version__}"},
         )
+        # aiohttp silently resends an idempotent request once when the server drops the
+        # connection; that second request would bypass the rate budget, so it is switched off
+        # and the dispatcher's own (counted) retries take over.
+        self.session._retry_connection = False
         stack.push_async_callback(self.session.close)
         client = InventoryClient(
             session=self.session,

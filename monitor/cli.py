@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--port", type=int, default=9108, help="daemon HTTP port (0: any free)")
     demo.add_argument("--log-format", choices=["auto", "json", "console"], default="console")
+    demo.add_argument(
+        "--change-seconds",
+        type=float,
+        default=45.0,
+        help="how often, on average, a simulated event's status may change",
+    )
 
     from monitor.simulator.app import add_arguments
 
@@ -126,7 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from monitor.demo import run_demo
 
-            return run_demo(duration=args.duration, port=args.port, log_format=args.log_format)
+            return run_demo(
+                duration=args.duration,
+                port=args.port,
+                log_format=args.log_format,
+                change_seconds=args.change_seconds,
+            )
         if args.command == "simulate":
             from monitor.simulator.app import serve_from_args
 

@@ -86,7 +86,9 @@ async def _maintenance_reporter(daemon: object, out: TextIO) -> None:
         await asyncio.sleep(5)
 
 
-async def _demo(duration: float | None, port: int, out: TextIO) -> None:
+async def _demo(
+    duration: float | None, port: int, out: TextIO, change_seconds: float = 45.0
+) -> None:
     from monitor.app import Daemon
     from monitor.simulator.app import Simulator
 
@@ -94,7 +96,7 @@ async def _demo(duration: float | None, port: int, out: TextIO) -> None:
         events = parse_config(demo_config_text(), source="demo.yaml", env={})
         known = {e.id for ws in events.watch_sets for e in ws.events}
         async with Simulator(
-            seed=7, change_seconds=45.0, known_events=known, rate_limit=(5, 1.0)
+            seed=7, change_seconds=change_seconds, known_events=known, rate_limit=(5, 1.0)
         ) as sim:
             config = load_demo_config(sim.url, str(Path(tmp) / "demo.db"), port)
             daemon = Daemon(config, notifiers=[ConsolePrinter(out)])
@@ -128,14 +130,18 @@ async def _demo(duration: float | None, port: int, out: TextIO) -> None:
 
 
 def run_demo(
-    *, duration: float | None = None, port: int = 9108, log_format: str = "console"
+    *,
+    duration: float | None = None,
+    port: int = 9108,
+    log_format: str = "console",
+    change_seconds: float = 45.0,
 ) -> int:
     """Run the demo until Ctrl-C or `duration` seconds; returns an exit code."""
     from monitor.logs import configure_logging
 
     configure_logging(log_format, "warning")
     try:
-        asyncio.run(_demo(duration, port, sys.stdout))
+        asyncio.run(_demo(duration, port, sys.stdout, change_seconds))
     except OSError as exc:
         print(f"error: {exc} (is port {port} taken? try --port 0)", file=sys.stderr)
         return 1

@@ -1,0 +1,23 @@
+"""The demo runs on its embedded default and shows transitions and maintenance skips."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+
+async def test_demo_shows_transitions_and_maintenance():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "demo", "--duration", "8", "--port", "0",
+        "--change-seconds", "2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "/metrics" in text
+    assert "maintenance: skipping" in text  # one venue is always in its window
+    transitions = [line for line in text.splitlines() if " -> " in line]
+    assert len(transitions) >= 3, text
+    assert "demo stopped" in text
+    assert "Traceback" not in err.decode()
