@@ -10,21 +10,27 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, ConfigIssue, load_config
 from monitor.config.catalog import Catalog, build_catalog
-from monitor.config.models import parse_listen
+from monitor.config.models import WatchSet, parse_listen
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
+from monitor.notify.alertmanager import AlertmanagerNotifier
 from monitor.notify.base import Notifier
+from monitor.notify.outbox import OutboxWorker
+from monitor.notify.subscriptions import Subscriptions
+from monitor.notify.webhook import WebhookSender, make_session
 from monitor.poller.budget import RateBudget
 from monitor.poller.dispatcher import Dispatcher, Health, RetryPolicy
 from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
+from monitor.server.api import AdminApi, read_only_without_token
 from monitor.server.app import ApiServer
 from monitor.store.base import Store
 from monitor.store.sqlite import SQLiteStore
@@ -33,6 +39,8 @@ from monitor.upstream.inventory import InventoryClient
 log = get_logger("monitor.app")
 
 SHUTDOWN_SECONDS = 8.0
+CHECKPOINT_SECONDS = 300.0
+WATCH_SET_KIND = "watch_set"
 
 
 class Daemon:
@@ -51,23 +59,31 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         store: Store | None = None,
         notifiers: Sequence[Notifier] = (),
+        webhook_resolver: AbstractResolver | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.metrics = Metrics(registry)
         self.health = Health(self.metrics)
+        self.api_sets: dict[str, WatchSet] = {}
         self.catalog: Catalog = build_catalog(config)
         self.live = LiveState()
         self.store: Store = store or SQLiteStore(config.state.path)
+        self.subscriptions = Subscriptions(self.store)
         self._extra_notifiers = list(notifiers)
+        self._webhook_resolver = webhook_resolver
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
+        self._checkpointed = 0.0
         self.url = ""
         self.session: aiohttp.ClientSession | None = None
+        self.alertmanager: AlertmanagerNotifier | None = None
 
     def _current_catalog(self) -> Catalog:
         return self.catalog
+
+    # -- start and stop --------------------------------------------------------------------
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the store, load state, start the server, workers and (optionally) the schedule."""
@@ -79,17 +95,21 @@ class Daemon:
 
     async def _start(self, schedule: bool) -> None:
         cfg = self.config
-        up = cfg.upstream
         stack = self._stack
         await self.store.open()
         stack.push_async_callback(self.store.close)
-        stored = await self.store.load_states()
-        self.live.load(stored)
+        self.live.load(await self.store.load_states())
+        self.api_sets = {
+            name: WatchSet.model_validate(spec)
+            for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
+        }
+        self.catalog = build_catalog(self._effective_config())
         self.live.recount(self.catalog)
+        await self.subscriptions.load(cfg.notifications.webhooks)
         self.health.state_loaded = True
 
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max(8, up.max_in_flight * 2)),
+            connector=aiohttp.TCPConnector(limit=max(8, cfg.upstream.max_in_flight * 2)),
             headers={"User-Agent": f"availability-monitor/{__version__}"},
         )
         # aiohttp silently resends an idempotent request once when the server drops the
@@ -97,6 +117,57 @@ class Daemon:
         # and the dispatcher's own (counted) retries take over.
         self.session._retry_connection = False
         stack.push_async_callback(self.session.close)
+        notifiers = await self._start_notifications()
+        self._start_polling(notifiers)
+        await self._start_server()
+        stack.push_async_callback(self._checkpoint)
+        checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
+        stack.callback(checkpointer.cancel)
+        self._log_start()
+        if schedule:
+            self.scheduler.start()
+            stack.push_async_callback(self.scheduler.stop, SHUTDOWN_SECONDS - 2)
+
+    async def _start_notifications(self) -> list[Notifier]:
+        n = self.config.notifications
+        self.webhook_session = make_session(
+            deny_private=n.deny_private_networks, resolver=self._webhook_resolver
+        )
+        self._stack.push_async_callback(self.webhook_session.close)
+        self.outbox = OutboxWorker(
+            store=self.store,
+            subscriptions=self.subscriptions,
+            sender=WebhookSender(
+                session=self.webhook_session,
+                timeout_seconds=n.timeout_seconds,
+                deny_private=n.deny_private_networks,
+                clock=self.clock,
+            ),
+            metrics=self.metrics,
+            schedule=n.retry_schedule,
+            clock=self.clock,
+        )
+        self.outbox.start()
+        self._stack.push_async_callback(self.outbox.stop, 2.0)
+        notifiers: list[Notifier] = [self.outbox]
+        if n.alertmanager is not None:
+            assert self.session is not None
+            self.alertmanager = AlertmanagerNotifier(
+                config=n.alertmanager,
+                session=self.session,
+                live=self.live,
+                catalog=self._current_catalog,
+                metrics=self.metrics,
+                clock=self.clock,
+            )
+            self.alertmanager.start()
+            self._stack.push_async_callback(self.alertmanager.stop)
+            notifiers.append(self.alertmanager)
+        return [*notifiers, *self._extra_notifiers]
+
+    def _start_polling(self, notifiers: list[Notifier]) -> None:
+        up = self.config.upstream
+        assert self.session is not None
         client = InventoryClient(
             session=self.session,
             base_url=up.base_url,
@@ -110,7 +181,9 @@ class Daemon:
             live=self.live,
             catalog=self._current_catalog,
             metrics=self.metrics,
-            notifiers=self._extra_notifiers,
+            notifiers=notifiers,
+            router=self.outbox,
+            clock=self.clock,
         )
         self.maintenance = MaintenanceView(self._current_catalog, self.clock)
         self.budget = RateBudget(up.rate_limit.requests, up.rate_limit.per_seconds)
@@ -134,7 +207,7 @@ class Daemon:
             ),
         )
         self.dispatcher.start()
-        stack.push_async_callback(self.dispatcher.stop, SHUTDOWN_SECONDS - 2)
+        self._stack.push_async_callback(self.dispatcher.stop, SHUTDOWN_SECONDS - 2)
         self.scheduler = PollScheduler(
             dispatcher=self.dispatcher,
             catalog=self._current_catalog,
@@ -145,6 +218,9 @@ class Daemon:
             clock=self.clock,
         )
         self.scheduler.publish_static_gauges()
+
+    async def _start_server(self) -> None:
+        cfg = self.config
         self.server = ApiServer(
             registry=self.metrics.registry,
             health=self.health,
@@ -155,14 +231,19 @@ class Daemon:
             admin_token=cfg.server.admin_token,
             quarantined=lambda eid: eid in self.dispatcher.quarantined,
         )
-        await self._start_server(self.server.app())
-        self._log_start()
-        if schedule:
-            self.scheduler.start()
-            stack.push_async_callback(self.scheduler.stop, SHUTDOWN_SECONDS - 2)
-
-    async def _start_server(self, app: web.Application) -> None:
-        host, port = parse_listen(self.config.server.listen)
+        app = self.server.app()
+        if cfg.server.admin_token is None:
+            app.middlewares.append(read_only_without_token)
+        AdminApi(
+            subscriptions=self.subscriptions,
+            store=self.store,
+            host=self,
+            clock=self.clock,
+            wake_outbox=self.outbox.wake,
+            deny_private=cfg.notifications.deny_private_networks,
+            resolver=self._webhook_resolver,
+        ).add_routes(app)
+        host, port = parse_listen(cfg.server.listen)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
@@ -180,6 +261,7 @@ class Daemon:
             version=__version__,
             watch_sets=len(catalog.sets),
             events=len(catalog.events),
+            subscriptions=len(self.subscriptions.all()),
             listen=self.url,
             remembered_events=len(self.live.states),
         )
@@ -197,6 +279,72 @@ class Daemon:
     def request_stop(self) -> None:
         """Ask `run_forever` to return (signal handlers call this)."""
         self._stop.set()
+
+    # -- observation-time checkpoints ------------------------------------------------------
+
+    async def _checkpoint(self) -> None:
+        """Write last-observation times of unchanged events (changed ones are written already)."""
+        since = self._checkpointed
+        self._checkpointed = self.clock.wall()
+        items = [(t, eid) for eid, t in self.live.observed_at.items() if t > since]
+        if items:
+            try:
+                await asyncio.wait_for(self.store.save_observed(items), 3.0)
+            except Exception:  # a timeout included: the next checkpoint catches up
+                log.warning("observation-time checkpoint incomplete", events=len(items))
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            await self._checkpoint()
+
+    # -- watch sets: config plus API -------------------------------------------------------
+
+    def _effective_config(self, config: Config | None = None) -> Config:
+        cfg = config or self.config
+        names = {ws.name for ws in cfg.watch_sets}
+        extra = [ws for name, ws in sorted(self.api_sets.items()) if name not in names]
+        if not extra:
+            return cfg
+        return cfg.model_copy(update={"watch_sets": [*cfg.watch_sets, *extra]})
+
+    def watch_sets(self) -> list[tuple[WatchSet, str]]:
+        """Every watch set with its origin (the runtime API lists these)."""
+        names = {ws.name for ws in self.config.watch_sets}
+        out = [(ws, "config") for ws in self.config.watch_sets]
+        out += [(ws, "api") for n, ws in sorted(self.api_sets.items()) if n not in names]
+        return out
+
+    async def put_watch_set(self, watch_set: WatchSet) -> list[str]:
+        """Create or replace an API watch set; problems come back as messages."""
+        trial = dict(self.api_sets)
+        trial[watch_set.name] = watch_set
+        saved, self.api_sets = self.api_sets, trial
+        issues: list[ConfigIssue] = []
+        catalog = build_catalog(self._effective_config(), issues)
+        self.api_sets = saved
+        if issues:
+            return [str(i) for i in issues]
+        await self.store.save_object(
+            WATCH_SET_KIND, watch_set.name, watch_set.model_dump(mode="json", exclude_none=True)
+        )
+        self.api_sets = trial
+        self._use_catalog(catalog)
+        return []
+
+    async def delete_watch_set(self, name: str) -> None:
+        """Delete an API watch set."""
+        await self.store.delete_object(WATCH_SET_KIND, name)
+        self.api_sets.pop(name, None)
+        self._use_catalog(build_catalog(self._effective_config()))
+
+    def _use_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.live.recount(catalog)
+        self.scheduler.publish_static_gauges()
+        self.scheduler.reschedule()
+
+    # -- reload ----------------------------------------------------------------------------
 
     def reload(self) -> bool:
         """Re-read the config file (SIGHUP). An invalid file keeps the old config running."""
@@ -219,17 +367,30 @@ class Daemon:
         ]
         if ignored:
             log.warning("these sections change only on restart", sections=ignored)
+        n_old, n_new = self.config.notifications, new.notifications
+        if (n_old.retry_schedule, n_old.timeout_seconds, n_old.deny_private_networks) != (
+            n_new.retry_schedule,
+            n_new.timeout_seconds,
+            n_new.deny_private_networks,
+        ) or n_old.alertmanager != n_new.alertmanager:
+            log.warning(
+                "retry schedule, timeouts, the private-network guard and alertmanager change "
+                "only on restart; webhooks are reloaded"
+            )
         self.config = self.config.model_copy(
             update={
                 "maintenance": new.maintenance,
                 "venues": new.venues,
                 "watch_sets": new.watch_sets,
+                "notifications": n_old.model_copy(update={"webhooks": n_new.webhooks}),
             }
         )
-        self.catalog = build_catalog(self.config)
-        self.live.recount(self.catalog)
-        self.scheduler.publish_static_gauges()
-        self.scheduler.reschedule()
+        self._use_catalog(build_catalog(self._effective_config()))
+        watched = self.catalog.events
+        for eid in [e for e in self.live.observed_at if e not in watched]:
+            del self.live.observed_at[eid]  # unwatched: the store keeps its state
+        task = asyncio.get_running_loop().create_task(self.subscriptions.set_config(n_new.webhooks))
+        task.add_done_callback(lambda _: self.outbox.wake())
         self.metrics.config_reloads_total.labels("ok").inc()
         log.info(
             "config reloaded", watch_sets=len(self.catalog.sets), events=len(self.catalog.events)

@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     daemon = Daemon(loaded, config_path=path)
     try:
         asyncio.run(daemon.run_forever())
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

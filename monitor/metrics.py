@@ -116,3 +116,45 @@ class Metrics:
             p + "config_reloads_total", "SIGHUP reloads by outcome.", ["outcome"], registry=r
         )
         self.ready = Gauge(p + "ready", "1 while /readyz answers 200.", registry=r)
+        self.webhook_deliveries_total = Counter(
+            p + "webhook_deliveries_total",
+            "Webhook delivery attempts by outcome (success, failure, dead, gone, refused).",
+            ["subscription", "outcome"],
+            registry=r,
+        )
+        self.webhook_pending = Gauge(
+            p + "webhook_pending",
+            "Deliveries waiting in the outbox (first attempt or retry).",
+            ["subscription"],
+            registry=r,
+        )
+        self.webhook_dead_letters = Gauge(
+            p + "webhook_dead_letters",
+            "Deliveries whose retry schedule is spent, kept for replay.",
+            ["subscription"],
+            registry=r,
+        )
+        self.webhook_delivery_latency_seconds = Histogram(
+            p + "webhook_delivery_latency_seconds",
+            "From transition stored to the subscriber's 2xx.",
+            ["subscription"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 36000),
+            registry=r,
+        )
+        self.webhook_subscription_enabled = Gauge(
+            p + "webhook_subscription_enabled",
+            "1 while a subscription is enabled, 0 once disabled (a 410 Gone disables).",
+            ["subscription"],
+            registry=r,
+        )
+        self.alertmanager_pushes_total = Counter(
+            p + "alertmanager_pushes_total",
+            "Pushes of alerts to Alertmanager by outcome (ok, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.alerts_firing = Gauge(
+            p + "alerts_firing",
+            "Alerts this daemon keeps firing on Alertmanager.",
+            registry=r,
+        )

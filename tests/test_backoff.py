@@ -56,7 +56,27 @@ HEADERS = [
     pytest.param({"Rate-Limit-Reset": "1772971100000"}, 0.0, id="reset-past"),
     pytest.param({"Rate-Limit-Reset": "1000"}, 0.0, id="reset-long-past"),
     pytest.param(
-        {"Retry-After": "10", "Rate-Limit-Reset": "1772971245000"}, 45.0, id="both-reset-later"
+        {"Retry-After": "10", "Rate-Limit-Reset": "1772971245000"}, 10.0, id="both-retry-after-wins"
+    ),
+    pytest.param(
+        {"Retry-After": "1", "Rate-Limit-Reset": "1772971245000", "Rate-Limit-Available": "0"},
+        45.0,
+        id="quota-spent-reset-wins",
+    ),
+    pytest.param(
+        {"Rate-Limit-Reset": "1772971245000", "Rate-Limit-Available": "0"},
+        45.0,
+        id="quota-spent-reset-only",
+    ),
+    pytest.param(
+        {"Rate-Limit-Reset": "1772971245000", "Rate-Limit-Available": "4000"},
+        None,
+        id="spike-arrest-quota-left-reset-ignored",
+    ),
+    pytest.param(
+        {"Retry-After": "1", "Rate-Limit-Reset": "1772971245000", "Rate-Limit-Available": "7"},
+        1.0,
+        id="spike-arrest-retry-after",
     ),
     pytest.param(
         {"Retry-After": "100", "Rate-Limit-Reset": "1772971245000"},

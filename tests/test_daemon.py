@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from datetime import UTC, datetime
@@ -371,3 +372,123 @@ async def test_one_log_line_per_transition(sim, tmp_path, start_daemon, log_stre
     lines = [x for x in _json_lines(log_stream) if x.get("event") == "transition"]
     assert len(lines) == 1
     assert lines[0]["event_id"] == A and lines[0]["current"] == "FEW_TICKETS_LEFT"
+
+
+async def test_spike_arrest_429_waits_seconds_not_until_the_quota_resets(tmp_path, start_daemon):
+    from monitor.simulator.app import Simulator
+
+    async with Simulator(evolve=False, api_key=API_KEY, quota=(5000, 86400.0)) as sim:
+        d = await start_daemon(make_config(sim.url, tmp_path / "s.db", one_set(A)))
+        sim.faults.add({"kind": "rate_limit", "retry_after": 0.3, "count": 1})
+        report = (await d.scheduler.run_once())["main"]
+        assert report.ok == 1
+        assert d.budget.paused_for < 1
+
+
+async def test_interval_change_on_reload_keeps_the_set_polling(sim, tmp_path, start_daemon):
+    import yaml
+
+    path = tmp_path / "monitor.yaml"
+    cfg = make_config(sim.url, tmp_path / "s.db", one_set(A))
+    raw = cfg.model_dump(mode="json", exclude_none=True)
+    raw["upstream"]["api_key"] = API_KEY
+    path.write_text(yaml.safe_dump(raw))
+    from prometheus_client import CollectorRegistry
+
+    from monitor.app import Daemon
+
+    d = Daemon(cfg, config_path=str(path), registry=CollectorRegistry())
+    await d.start(schedule=True)
+    try:
+        raw["watch_sets"][0]["interval_seconds"] = 1
+        path.write_text(yaml.safe_dump(raw))
+        assert d.reload()
+        job = d.scheduler._scheduler.get_job("poll:main")
+        assert job.next_run_time is not None
+        sim.log.clear()
+        await asyncio.sleep(2.5)
+        assert len(sim.log) >= 2
+    finally:
+        await d.stop()
+
+
+async def test_an_event_whose_window_opens_during_a_pause_is_not_requested(
+    sim, tmp_path, start_daemon
+):
+    clock = ManualClock()
+    clock.set_wall(datetime(2026, 11, 25, 6, 59, 58, tzinfo=UTC))  # 01:59:58 in New York
+    body = one_set(f"{{id: {A}, time_zone: America/New_York}}")
+    d = await start_daemon(make_config(sim.url, tmp_path / "s.db", body), clock=clock)
+    sim.faults.add({"kind": "rate_limit", "retry_after": 0.5, "count": 1})
+
+    async def midnight_passes() -> None:
+        await asyncio.sleep(0.2)
+        clock.set_wall(datetime(2026, 11, 25, 7, 0, 1, tzinfo=UTC))  # 02:00:01: window open
+
+    mover = asyncio.create_task(midnight_passes())
+    report = (await d.scheduler.run_once())["main"]
+    await mover
+    assert report.skipped == 1 and report.ok == 0
+    assert [r.status for r in sim.log] == [429]
+
+
+async def test_a_batch_refused_as_a_whole_is_not_bisected_to_the_ground(
+    sim, tmp_path, start_daemon
+):
+    ids = [f"W{i:015d}" for i in range(64)]
+    d = await start_daemon(make_config(sim.url, tmp_path / "s.db", one_set(*ids)))
+    sim.faults.add({"kind": "error", "status": 400})
+    report = (await d.scheduler.run_once())["main"]
+    assert report.failed == 64
+    assert len(sim.log) <= 4 * 6 + 2 + 1
+    assert len(d.dispatcher.quarantined) <= 4
+
+
+async def test_not_ready_until_the_upstream_has_accepted_the_key(tmp_path, start_daemon):
+    cfg = make_config(
+        "http://127.0.0.1:9", tmp_path / "s.db", one_set(A), upstream="max_retries: 0\n"
+    )
+    d = await start_daemon(cfg)
+    await d.scheduler.run_once()
+    assert d.health.readiness()[0] is False
+    assert d.metrics.registry.get_sample_value("availability_monitor_ready") == 0
+
+
+async def test_observation_times_survive_a_restart(sim, tmp_path, start_daemon):
+    clock = ManualClock()
+    path = tmp_path / "s.db"
+    d1 = await start_daemon(make_config(sim.url, path, one_set(A)), clock=clock)
+    await d1.scheduler.run_once()
+    clock.advance(3600)
+    await d1.scheduler.run_once()  # nothing changed: only a checkpoint writes this time
+    latest = d1.live.observed_at[A]
+    await d1.stop()
+    d2 = await start_daemon(make_config(sim.url, path, one_set(A)), clock=clock)
+    assert d2.live.observed_at[A] == latest
+
+
+async def test_two_daemons_cannot_share_a_state_file(tmp_path):
+    from monitor.store.sqlite import SQLiteStore
+
+    first = SQLiteStore(tmp_path / "s.db")
+    await first.open()
+    second = SQLiteStore(tmp_path / "s.db")
+    with pytest.raises(RuntimeError, match="in use by another"):
+        await second.open()
+    await second.close()
+    await first.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'[{"eventId": "A", "status": ["x"]}]', "UNKNOWN"),
+        (b'[{"eventId": "A", "status": 7}]', "UNKNOWN"),
+        (b'[{"eventid": "A", "status": "FEW_TICKETS_LEFT"}]', "FEW_TICKETS_LEFT"),
+    ],
+)
+def test_odd_status_values_count_as_unknown(body, status):
+    from monitor.upstream.inventory import parse_answer
+
+    answer = parse_answer(body, ["A"])
+    assert answer.observations[0].status == status

@@ -118,9 +118,28 @@ def parse_config(
     from monitor.config.catalog import build_catalog  # late: catalog needs the models
 
     build_catalog(config, issues, origins)
+    _check_webhooks(config, issues)
     if issues:
         raise ConfigError(_masked(issues, secrets), source)
     return config
+
+
+def _check_webhooks(config: Config, issues: list[ConfigIssue]) -> None:
+    """Unique names, and no URL that the SSRF guard would refuse anyway."""
+    from monitor.notify.ssrf import BlockedAddress, check_url
+
+    notifications = config.notifications
+    seen: set[str] = set()
+    for i, hook in enumerate(notifications.webhooks):
+        if hook.name in seen:
+            issues.append(
+                ConfigIssue(f"notifications.webhooks[{i}].name", f"duplicate name {hook.name!r}")
+            )
+        seen.add(hook.name)
+        try:
+            check_url(hook.url, notifications.deny_private_networks)
+        except BlockedAddress as exc:
+            issues.append(ConfigIssue(f"notifications.webhooks[{i}].url", f"refused: {exc}"))
 
 
 def _secret_values(node: Any) -> list[str]:
@@ -205,7 +224,10 @@ def _read_secret_files(node: Any, path: Path_, issues: list[ConfigIssue]) -> Any
     return out
 
 
-def _pydantic_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
+def _pydantic_issues(
+    exc: ValidationError, data: Any, model: type[BaseModel] = Config
+) -> list[ConfigIssue]:
+    """Pydantic's errors as issues with key paths, did-you-mean hints, no secrets echoed."""
     issues = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
@@ -216,7 +238,7 @@ def _pydantic_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
         kind = err["type"]
         if kind == "extra_forbidden":
             msg = "unknown key"
-            known = _known_keys(Config, loc[:-1])
+            known = _known_keys(model, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             if close:
                 msg += f" (did you mean {close[0]!r}?)"
@@ -239,6 +261,9 @@ def _pydantic_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
                 msg += f", got {err['input']!r}"
         issues.append(ConfigIssue(path, msg))
     return issues
+
+
+validation_issues = _pydantic_issues
 
 
 def _at(data: Any, loc: list[Any]) -> Any:

@@ -51,9 +51,9 @@ def check_time_zone(value: str) -> str:
 
 def _parse_clock(value: Any) -> time:
     if isinstance(value, str):
-        m = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
-        if m and int(m[1]) < 24 and int(m[2]) < 60:
-            return time(int(m[1]), int(m[2]))
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", value.strip())
+        if m and int(m[1]) < 24 and int(m[2]) < 60 and int(m[3] or 0) < 60:
+            return time(int(m[1]), int(m[2]), int(m[3] or 0))
     raise ValueError(f"expected a time HH:MM, got {value!r}")
 
 
@@ -209,6 +209,129 @@ class Logging(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+# -- notifications ---------------------------------------------------------------------------
+
+FIELD_NAMES = ("status", "resale_status")
+STATUS_NAMES = ("TICKETS_AVAILABLE", "FEW_TICKETS_LEFT", "TICKETS_NOT_AVAILABLE", "UNKNOWN")
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def check_webhook_secret(value: Secret) -> Secret:
+    """`whsec_` + base64 of at least 24 bytes (the Standard Webhooks form)."""
+    import base64
+    import binascii
+
+    text = value.reveal()
+    if not text.startswith("whsec_"):
+        raise ValueError("must start with whsec_ (whsec_ + base64 of at least 24 random bytes)")
+    try:
+        raw = base64.b64decode(text[len("whsec_") :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ is not valid base64") from None
+    if len(raw) < 24:
+        raise ValueError(f"too short: {len(raw)} bytes after whsec_, at least 24 are needed")
+    return value
+
+
+class Filter(Strict):
+    """Which transitions a subscription (or an action) wants; empty lists mean "any"."""
+
+    watch_sets: list[str] = []
+    event_ids: list[EventId] = []
+    fields: list[Literal["status", "resale_status"]] = []
+    from_: list[Literal[STATUS_NAMES]] = Field([], alias="from")  # type: ignore[valid-type]
+    to: list[Literal[STATUS_NAMES]] = []  # type: ignore[valid-type]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Webhook(Strict):
+    """A webhook subscription defined in the config file."""
+
+    name: str
+    url: str
+    secret: Secret | None = None
+    secrets: list[Secret] = []
+    filter: Filter = Filter()
+    format: Literal["standard", "cloudevents"] = "standard"
+    max_in_flight: int = Field(4, ge=1, le=64)
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"invalid name {v!r}: use a-z 0-9 _ -")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from monitor.notify.ssrf import check_url_syntax
+
+        check_url_syntax(v)
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: Secret | None) -> Secret | None:
+        return v if v is None else check_webhook_secret(v)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: list[Secret]) -> list[Secret]:
+        return [check_webhook_secret(s) for s in v]
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Webhook:
+        if self.secret is None and not self.secrets:
+            raise ValueError("give secret (or secret_file), or secrets: a list during rotation")
+        if self.secret is not None and self.secrets:
+            raise ValueError("give either secret or secrets, not both")
+        return self
+
+    def all_secrets(self) -> list[Secret]:
+        """Every current secret (each one signs during a rotation)."""
+        return [self.secret] if self.secret is not None else list(self.secrets)
+
+
+class Alertmanager(Strict):
+    """Keep an alert firing on Alertmanager while an event's status is in `alert_on`."""
+
+    url: str
+    alert_on: list[Literal[STATUS_NAMES]] = ["FEW_TICKETS_LEFT"]  # type: ignore[valid-type]
+    labels: dict[str, str] = {}
+    alertname: str = "TicketAvailability"
+    resend_seconds: float = Field(60.0, ge=1)
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"https?://[^/\s]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+
+class Notifications(Strict):
+    """Webhooks, their retry schedule and safety net, and Alertmanager."""
+
+    webhooks: list[Webhook] = []
+    alertmanager: Alertmanager | None = None
+    retry_schedule: list[float] = list(DEFAULT_RETRY_SCHEDULE)
+    timeout_seconds: float = Field(15.0, gt=0)
+    deny_private_networks: bool = False
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("needs at least one entry (the delay before the first attempt)")
+        if any(x < 0 for x in v):
+            raise ValueError("delays must be >= 0 seconds")
+        return v
+
+
 class Config(Strict):
     """The whole config file."""
 
@@ -219,3 +342,4 @@ class Config(Strict):
     state: State = State()
     server: Server = Server()
     log: Logging = Logging()
+    notifications: Notifications = Notifications()

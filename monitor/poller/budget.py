@@ -23,9 +23,14 @@ class RateBudget:
         )
         self._paused_until = 0.0
 
-    def pause_for(self, seconds: float) -> None:
-        """Hold every request back for `seconds` (a 429's Retry-After, an auth back-off)."""
+    def pause_for(self, seconds: float) -> float:
+        """Hold every request back for `seconds` (a 429's Retry-After, an auth back-off).
+
+        Returns by how much the pause grew (concurrent 429s extend one pause, not add up).
+        """
+        before = max(self._paused_until, time.monotonic())
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        return self._paused_until - before
 
     @property
     def paused_for(self) -> float:

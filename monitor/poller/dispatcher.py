@@ -62,6 +62,20 @@ class _Submission:
             self.done.set()
 
 
+@dataclass(slots=True)
+class _BisectBudget:
+    """Bounds the requests one 400 may cost: a few bad IDs are found, a refused batch is not."""
+
+    left: int
+    max_quarantine: int
+    quarantined: int = 0
+
+    @classmethod
+    def for_batch(cls, n: int) -> _BisectBudget:
+        depth = max(1, (n - 1).bit_length())
+        return cls(left=4 * depth + 2, max_quarantine=4)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How failed requests are retried."""
@@ -72,6 +86,7 @@ class RetryPolicy:
     auth_backoff_seconds: float = 60.0
     quarantine_seconds: float = 3600.0
     default_rate_limit_wait: float = 1.0
+    max_rate_limit_wait: float = 86400.0
 
 
 class Health:
@@ -80,7 +95,7 @@ class Health:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.state_loaded = False
         self.key_status = "unchecked"  # unchecked | accepted | refused
-        self.first_round_done = False
+        self.nothing_to_poll = False
         self.reason = "starting"
         self._metrics = metrics
 
@@ -98,13 +113,21 @@ class Health:
             self._metrics.upstream_key_accepted.set(0)
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, reason)."""
+        """(ready, reason); also kept in the `ready` gauge."""
+        ready, reason = self._readiness()
+        if self._metrics:
+            self._metrics.ready.set(1 if ready else 0)
+        return ready, reason
+
+    def _readiness(self) -> tuple[bool, str]:
         if not self.state_loaded:
             return False, "state not loaded yet"
         if self.key_status == "refused":
             return False, f"upstream refuses the API key: {self.reason}"
-        if self.key_status == "accepted" or self.first_round_done:
+        if self.key_status == "accepted":
             return True, "ok"
+        if self.nothing_to_poll:
+            return True, "no events are watched"
         return False, "waiting for the first upstream answer"
 
 
@@ -147,6 +170,7 @@ class Dispatcher:
         self._drained = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._auth_failures = 0
+        self._closed = False
         self.quarantined: dict[str, float] = {}  # event ID -> monotonic time it may return
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -161,6 +185,7 @@ class Dispatcher:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Let batches in flight finish (up to `timeout`), then stop; unsent events fail."""
+        self._closed = True
         for eid in list(self._waiters):
             if eid in self._pool:
                 self._pool.discard(eid)
@@ -190,6 +215,9 @@ class Dispatcher:
         specs = list(events)
         sub = _Submission(len(specs))
         if not specs:
+            return sub.report
+        if self._closed:
+            sub.report.failed = len(specs)
             return sub.report
         for spec in specs:
             eid = spec.event_id
@@ -245,13 +273,23 @@ class Dispatcher:
                     log.exception("batch failed unexpectedly", n_ids=len(taken.batch.event_ids))
                     self._finish_all(taken.batch.event_ids, FAILED)
 
-    async def _send(self, region: str | None, ids: Sequence[str]) -> None:
+    async def _send(
+        self, region: str | None, ids: Sequence[str], bisect: _BisectBudget | None = None
+    ) -> None:
         """One batch, with retries; bisects on 400. Every ID is finished on return."""
         m = self._metrics
         policy = self._retry
         attempt = 0
         while True:
             await self._budget.acquire()
+            # The wait may have been long (a 429 pause, backoff, a queue for the budget): an
+            # event whose maintenance window began meanwhile must not be requested.
+            kept = [eid for eid in ids if not self._drop(eid)]
+            if len(kept) < len(ids):
+                self._finish_all((eid for eid in ids if eid not in set(kept)), SKIPPED)
+                ids = kept
+                if not ids:
+                    return
             started = self._clock.monotonic()
             try:
                 answer = await self._client.fetch(ids, region)
@@ -277,7 +315,7 @@ class Dispatcher:
                     self._finish_all(ids, FAILED)
                     return
                 if isinstance(exc, BadRequest):
-                    await self._bisect(region, ids, str(exc))
+                    await self._bisect(region, ids, str(exc), bisect)
                     return
                 if not exc.retry and not isinstance(exc, RateLimited):
                     self._finish_all(ids, FAILED)
@@ -295,8 +333,11 @@ class Dispatcher:
                     wait = exc.retry_after
                     if wait is None:
                         wait = policy.default_rate_limit_wait
-                    self._budget.pause_for(wait)
-                    m.upstream_rate_limited_seconds_total.inc(wait)
+                    wait = min(wait, policy.max_rate_limit_wait)
+                    added = self._budget.pause_for(wait)
+                    m.upstream_rate_limited_seconds_total.inc(added)
+                    if wait > 60:
+                        log.warning("upstream quota spent: requests paused", pause_seconds=wait)
                     continue
                 backoff = full_jitter(
                     attempt - 1, policy.base_seconds, policy.max_seconds, self._rng.random()
@@ -327,8 +368,23 @@ class Dispatcher:
             return
         self._finish_all(ids, OK)
 
-    async def _bisect(self, region: str | None, ids: Sequence[str], why: str) -> None:
+    async def _bisect(
+        self, region: str | None, ids: Sequence[str], why: str, budget: _BisectBudget | None
+    ) -> None:
+        if budget is None:
+            budget = _BisectBudget.for_batch(len(ids))
+        if budget.left < 2 or (len(ids) == 1 and budget.quarantined >= budget.max_quarantine):
+            # 400s all the way down: the request as a whole is refused (a bad region, an API
+            # change), not a few IDs. Fail the rest without quarantining them.
+            log.error(
+                "upstream refuses the batch as a whole; not bisecting further",
+                n_ids=len(ids),
+                error=why,
+            )
+            self._finish_all(ids, FAILED)
+            return
         if len(ids) == 1:
+            budget.quarantined += 1
             eid = ids[0]
             self.quarantined[eid] = self._clock.monotonic() + self._retry.quarantine_seconds
             self._metrics.events_quarantined.set(len(self.quarantined))
@@ -341,11 +397,15 @@ class Dispatcher:
             self._finish(eid, FAILED)
             return
         mid = len(ids) // 2
-        await self._send(region, ids[:mid])
-        await self._send(region, ids[mid:])
+        budget.left -= 2
+        await self._send(region, ids[:mid], budget)
+        await self._send(region, ids[mid:], budget)
 
     def _on_auth_failure(self, why: str) -> None:
+        already = self._health.key_status == "refused" and self._budget.paused_for > 0
         self._health.key_refused(why)
+        if already:
+            return  # other batches in flight hit the same refusal: one incident, one step
         self._auth_failures += 1
         pause = min(self._retry.auth_backoff_seconds * 2 ** (self._auth_failures - 1), 3600.0)
         self._budget.pause_for(pause)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from monitor.clock import iso_utc
+from monitor.clock import Clock, SystemClock, iso_utc
 from monitor.config.catalog import Catalog
 from monitor.core.transitions import Candidate, detect
 from monitor.domain import UNKNOWN, Observation, Transition
@@ -15,6 +16,19 @@ from monitor.poller.live import LiveState
 from monitor.store.base import NewTransition, Store
 
 log = get_logger("monitor.processor")
+
+
+class Router(Protocol):
+    """Decides, before a transition is stored, which outbox rows go with it."""
+
+    def route_all(self, transitions: Sequence[NewTransition]) -> list[list[str]]:
+        """Subscription names per transition."""
+        ...
+
+    @property
+    def first_delay(self) -> float:
+        """Seconds from now until a new delivery's first attempt."""
+        ...
 
 
 class Processor:
@@ -33,8 +47,12 @@ class Processor:
         catalog: Callable[[], Catalog],
         metrics: Metrics,
         notifiers: Sequence[Notifier] = (),
+        router: Router | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._store = store
+        self.router = router
+        self._clock = clock or SystemClock()
         self._live = live
         self._catalog = catalog
         self._metrics = metrics
@@ -61,8 +79,15 @@ class Processor:
             for c in detection.candidates
             if (sets := self._watch_sets(catalog, c))
         ]
+        deliveries: list[list[str]] = []
+        delivery_at = 0.0
+        if new and self.router is not None:
+            deliveries = self.router.route_all(new)
+            delivery_at = self._clock.wall() + self.router.first_delay
         with self._metrics.state_write_seconds.time():
-            stored = await self._store.record(detection.changed, new, observed_at)
+            stored = await self._store.record(
+                detection.changed, new, observed_at, deliveries, delivery_at
+            )
         live.apply(catalog, detection.changed)
         seen = live.observed_at
         for obs in observations:

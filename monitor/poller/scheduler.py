@@ -7,6 +7,7 @@ coalesced. Events whose venue is in its maintenance window are left out before t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor.clock import Clock, SystemClock, utc_datetime
 from monitor.config.catalog import Catalog, EventSpec
 from monitor.core.maintenance import in_window
+from monitor.domain import STATUSES
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.dispatcher import Dispatcher, Health, PollReport
@@ -74,17 +76,25 @@ class PollScheduler:
         self._clock = clock or SystemClock()
         self._scheduler: AsyncIOScheduler | None = None
         self._intervals: dict[str, float] = {}
-        self._first_runs: set[str] = set()
+        self._published: set[str] = set()
         self.progress = 0  # bumps every time a run completes: the watchdog reads it
         self.last_progress = self._clock.monotonic()
 
     def publish_static_gauges(self) -> None:
-        """Gauges that change only with the config."""
+        """Gauges that change only with the config; series of removed sets are dropped."""
         catalog = self._catalog()
         m = self._metrics
         m.events_watched.clear()
         m.events_without_time_zone.clear()
         m.events_in_maintenance.clear()
+        for gone in self._published - set(catalog.sets):
+            for status in STATUSES:
+                with contextlib.suppress(KeyError):
+                    m.events_by_status.remove(gone, status)
+            with contextlib.suppress(KeyError):
+                m.last_successful_poll_timestamp_seconds.remove(gone)
+        self._published = set(catalog.sets)
+        self._health.nothing_to_poll = not catalog.events
         for name, spec in catalog.sets.items():
             m.events_watched.labels(name).set(len(spec.event_ids))
             no_tz = sum(1 for e in spec.event_ids if catalog.events[e].zone < 0)
@@ -120,9 +130,7 @@ class PollScheduler:
         if not report.failed:
             m.last_successful_poll_timestamp_seconds.labels(name).set(self._clock.wall())
         self._publish_counts(name)
-        self._first_runs.add(name)
-        if not self._health.first_round_done and self._first_runs >= set(self._catalog().sets):
-            self._health.first_round_done = True
+        self._health.readiness()  # keeps the gauge current
         self.progress += 1
         self.last_progress = self._clock.monotonic()
         return report
@@ -161,7 +169,12 @@ class PollScheduler:
         for name, spec in sets.items():
             if self._intervals.get(name) == spec.interval_seconds:
                 continue
-            first = name not in self._intervals
+            if name in self._intervals:
+                sched.reschedule_job(
+                    f"poll:{name}", trigger="interval", seconds=spec.interval_seconds
+                )
+                self._intervals[name] = spec.interval_seconds
+                continue
             sched.add_job(
                 self.run_set,
                 "interval",
@@ -173,7 +186,7 @@ class PollScheduler:
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=None,
-                next_run_time=datetime.now(UTC) if first else None,
+                next_run_time=datetime.now(UTC),
             )
             self._intervals[name] = spec.interval_seconds
 

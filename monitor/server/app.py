@@ -137,8 +137,8 @@ class ApiServer:
             limit = int(request.query.get("limit", "100"))
         except ValueError:
             return json_error(400, "limit must be an integer", field="limit")
-        if since < 0:
-            return json_error(400, "since must be >= 0", field="since")
+        if not 0 <= since < 2**63:
+            return json_error(400, "since must be a sequence number >= 0", field="since")
         if not 1 <= limit <= MAX_TRANSITIONS_PAGE:
             return json_error(400, f"limit must be 1..{MAX_TRANSITIONS_PAGE}", field="limit")
         rows = await self._store.transitions_since(since, limit)

@@ -32,6 +32,26 @@ class StoredState:
     observed_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook message to one subscription: the outbox row and its transition."""
+
+    id: str
+    subscription: str
+    transition: Transition
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    state: str  # pending | dead
+    last_error: str | None = None
+    dead_at: float | None = None
+
+
+def delivery_id(sequence: int, subscription: str) -> str:
+    """The webhook-id: stable for one transition and subscription, across retries and replays."""
+    return f"msg_{sequence}_{subscription}"
+
+
 class Store(Protocol):
     """Durable state: per-event confirmed values and streaks, and the transition log.
 
@@ -56,8 +76,18 @@ class Store(Protocol):
         changed: Mapping[str, EventState],
         transitions: Sequence[NewTransition],
         observed_at: float,
+        deliveries: Sequence[Sequence[str]] = (),
+        delivery_at: float = 0.0,
     ) -> list[Transition]:
-        """Store changed states and new transitions atomically; returns them with sequences."""
+        """Store changed states, new transitions and their outbox rows in one transaction.
+
+        `deliveries[i]` names the subscriptions that get transitions[i]; their first attempt
+        is due at `delivery_at`. Returns the transitions with their sequences.
+        """
+        ...
+
+    async def save_observed(self, items: Sequence[tuple[float, str]]) -> None:
+        """Checkpoint last-observation times `(observed_at, event_id)` of unchanged events."""
         ...
 
     async def transitions_since(self, since: int, limit: int) -> list[Transition]:
@@ -66,4 +96,62 @@ class Store(Protocol):
 
     async def last_sequence(self) -> int:
         """The highest sequence ever given (0 when none)."""
+        ...
+
+    # -- the outbox ------------------------------------------------------------------------
+
+    async def due_deliveries(self, subscription: str, now: float, limit: int) -> list[Delivery]:
+        """Pending deliveries due by `now`, never one whose event has an earlier pending one."""
+        ...
+
+    async def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due (None when there is none)."""
+        ...
+
+    async def delivery_done(self, delivery_id: str) -> None:
+        """A 2xx: the delivery leaves the outbox."""
+        ...
+
+    async def delivery_retry(
+        self, delivery_id: str, attempts: int, next_attempt_at: float, error: str
+    ) -> None:
+        """A failed attempt with more to come."""
+        ...
+
+    async def delivery_dead(self, delivery_id: str, attempts: int, error: str, now: float) -> None:
+        """The schedule is spent: keep it as a dead letter."""
+        ...
+
+    async def outbox_counts(self) -> dict[str, tuple[int, int]]:
+        """Per subscription: (pending, dead)."""
+        ...
+
+    async def dead_letters(
+        self, subscription: str, limit: int, since: float | None = None
+    ) -> list[Delivery]:
+        """Dead letters of a subscription, oldest first (optionally created at/after `since`)."""
+        ...
+
+    async def replay(
+        self, subscription: str, now: float, ids: Sequence[str] | None, since: float | None
+    ) -> int:
+        """Dead letters back to pending, due now: the given IDs, or all created since `since`."""
+        ...
+
+    async def drop_deliveries(self, subscription: str) -> int:
+        """Forget every delivery of a subscription (it was deleted)."""
+        ...
+
+    # -- runtime-managed objects -----------------------------------------------------------
+
+    async def load_objects(self, kind: str) -> dict[str, dict[str, Any]]:
+        """API-created objects of a kind ("subscription", "watch_set"), by name."""
+        ...
+
+    async def save_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> None:
+        """Create or replace an API-created object."""
+        ...
+
+    async def delete_object(self, kind: str, name: str) -> bool:
+        """Delete an API-created object; False when there was none."""
         ...

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import orjson
 
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
-from monitor.store.base import NewTransition, StoredState
+from monitor.store import sqlite_outbox as outbox
+from monitor.store.base import Delivery, NewTransition, StoredState
 
 T = TypeVar("T")
 
@@ -42,6 +44,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX transitions_by_event ON transitions (event_id, sequence);
     """,
+    """
+    CREATE TABLE deliveries (
+        id              TEXT PRIMARY KEY,
+        subscription    TEXT NOT NULL,
+        sequence        INTEGER NOT NULL REFERENCES transitions (sequence),
+        event_id        TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at      REAL NOT NULL,
+        last_error      TEXT,
+        dead_at         REAL
+    );
+    CREATE INDEX deliveries_due ON deliveries (subscription, state, next_attempt_at);
+    CREATE INDEX deliveries_order ON deliveries (subscription, event_id, sequence);
+    CREATE TABLE objects (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -56,6 +80,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
         self._conn: sqlite3.Connection | None = None
+        self._lock: IO[bytes] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -74,7 +99,11 @@ class SQLiteStore:
 
     def _open_sync(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(self._path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The state holds webhook secrets of API-created subscriptions: owner only.
+            path.touch(mode=0o600, exist_ok=True)
+            self._lock = _lock_file(path.with_name(path.name + ".lock"))
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -82,6 +111,7 @@ class SQLiteStore:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
+            self._close_sync()
             raise RuntimeError(
                 f"state file {self._path} has schema version {version}, newer than this "
                 f"daemon's {SCHEMA_VERSION}: upgrade the daemon or use another state path"
@@ -108,6 +138,9 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     async def load_states(self) -> dict[str, StoredState]:
         """Every stored event state."""
@@ -128,17 +161,23 @@ class SQLiteStore:
         changed: Mapping[str, EventState],
         transitions: Sequence[NewTransition],
         observed_at: float,
+        deliveries: Sequence[Sequence[str]] = (),
+        delivery_at: float = 0.0,
     ) -> list[Transition]:
-        """One transaction: upsert changed states, append transitions, return them numbered."""
+        """One transaction: upsert changed states, append transitions and their deliveries."""
         if not changed and not transitions:
             return []
-        return await self._run(self._record_sync, changed, transitions, observed_at)
+        return await self._run(
+            self._record_sync, changed, transitions, observed_at, deliveries, delivery_at
+        )
 
     def _record_sync(
         self,
         changed: Mapping[str, EventState],
         transitions: Sequence[NewTransition],
         observed_at: float,
+        deliveries: Sequence[Sequence[str]],
+        delivery_at: float,
     ) -> list[Transition]:
         db = self._db
         out: list[Transition] = []
@@ -152,7 +191,7 @@ class SQLiteStore:
                 " resale_streak=excluded.resale_streak, observed_at=excluded.observed_at",
                 [(eid, *st.status, *st.resale, observed_at) for eid, st in changed.items()],
             )
-            for t in transitions:
+            for i, t in enumerate(transitions):
                 cur = db.execute(
                     "INSERT INTO transitions (event_id, field, previous, current, watch_sets,"
                     " observed_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -168,6 +207,8 @@ class SQLiteStore:
                 )
                 seq = cur.lastrowid
                 assert seq is not None
+                if i < len(deliveries) and deliveries[i]:
+                    outbox.insert(db, seq, t.event_id, deliveries[i], delivery_at)
                 out.append(
                     Transition(
                         seq,
@@ -185,6 +226,24 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
         return out
+
+    async def save_observed(self, items: Sequence[tuple[float, str]]) -> None:
+        """Checkpoint observation times, in chunks so transitions never wait long behind it."""
+        for start in range(0, len(items), 20_000):
+            await self._run(self._save_observed_sync, items[start : start + 20_000])
+
+    def _save_observed_sync(self, items: Sequence[tuple[float, str]]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE event_state SET observed_at = ? WHERE event_id = ? AND observed_at < ?",
+                [(at, eid, at) for at, eid in items],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def transitions_since(self, since: int, limit: int) -> list[Transition]:
         """Transitions after `since`, oldest first."""
@@ -219,6 +278,90 @@ class SQLiteStore:
             "SELECT seq FROM sqlite_sequence WHERE name='transitions'"
         ).fetchone()
         return int(row[0]) if row else 0
+
+    # -- outbox and runtime objects: SQL in sqlite_outbox, run on the store's thread ----------
+
+    async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
+        def run() -> T:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(db, *args)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return out
+
+        return await self._run(run)
+
+    async def due_deliveries(self, subscription: str, now: float, limit: int) -> list[Delivery]:
+        """Pending deliveries due by `now`, in per-event order."""
+        return await self._run(outbox.due, self._db, subscription, now, limit)
+
+    async def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due."""
+        return await self._run(outbox.next_at, self._db)
+
+    async def delivery_done(self, delivery_id: str) -> None:
+        """Remove a delivered message."""
+        await self._tx(outbox.done, delivery_id)
+
+    async def delivery_retry(
+        self, delivery_id: str, attempts: int, next_attempt_at: float, error: str
+    ) -> None:
+        """Record a failed attempt and when to try again."""
+        await self._tx(outbox.retry, delivery_id, attempts, next_attempt_at, error)
+
+    async def delivery_dead(self, delivery_id: str, attempts: int, error: str, now: float) -> None:
+        """Turn a delivery into a dead letter."""
+        await self._tx(outbox.dead, delivery_id, attempts, error, now)
+
+    async def outbox_counts(self) -> dict[str, tuple[int, int]]:
+        """(pending, dead) per subscription."""
+        return await self._run(outbox.counts, self._db)
+
+    async def dead_letters(
+        self, subscription: str, limit: int, since: float | None = None
+    ) -> list[Delivery]:
+        """Dead letters, oldest first."""
+        return await self._run(outbox.dead_letters, self._db, subscription, limit, since)
+
+    async def replay(
+        self, subscription: str, now: float, ids: Sequence[str] | None, since: float | None
+    ) -> int:
+        """Dead letters back to pending."""
+        return await self._tx(outbox.replay, subscription, now, ids, since)
+
+    async def drop_deliveries(self, subscription: str) -> int:
+        """Forget a subscription's deliveries."""
+        return await self._tx(outbox.drop, subscription)
+
+    async def load_objects(self, kind: str) -> dict[str, dict[str, Any]]:
+        """API-created objects of one kind."""
+        return await self._run(outbox.load_objects, self._db, kind)
+
+    async def save_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> None:
+        """Create or replace an API-created object."""
+        await self._tx(outbox.save_object, kind, name, spec)
+
+    async def delete_object(self, kind: str, name: str) -> bool:
+        """Delete an API-created object."""
+        return await self._tx(outbox.delete_object, kind, name)
+
+
+def _lock_file(path: Path) -> IO[bytes]:
+    """An exclusive lock beside the state file: two daemons on one file would double every
+    transition and every request."""
+    handle = open(path, "ab")  # noqa: SIM115 - held open for the store's lifetime
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(
+            f"the state file is in use by another availability-monitor process ({path})"
+        ) from None
+    return handle
 
 
 def _statements(script: str) -> list[str]:

@@ -71,10 +71,10 @@ def parse_answer(body: bytes, requested: Sequence[str]) -> InventoryAnswer:
         seen.add(eid)
         status = item.get("status")
         resale = item.get("resaleStatus")
-        if status is not None and status not in STATUS_SET:
+        if status is not None and (not isinstance(status, str) or status not in STATUS_SET):
             unknown += 1
             status = UNKNOWN
-        if resale is not None and resale not in STATUS_SET:
+        if resale is not None and (not isinstance(resale, str) or resale not in STATUS_SET):
             unknown += 1
             resale = UNKNOWN
         out.append(Observation(eid, status, resale))

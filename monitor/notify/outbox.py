@@ -1,0 +1,223 @@
+"""The delivery worker: sends what the outbox holds, retries on a schedule, keeps dead letters.
+
+The outbox lives in the store (written in the same transaction as the transitions), so a crash
+loses nothing: after a restart every pending delivery is sent again, with the same webhook-id.
+Each subscription has its own concurrency limit, and only the earliest pending delivery of an
+event is ever sent to a subscriber, so one event's transitions arrive in order and a slow or dead
+endpoint holds back nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+
+from monitor.clock import Clock, SystemClock
+from monitor.core.filters import TransitionLike
+from monitor.domain import Transition
+from monitor.logs import get_logger
+from monitor.metrics import Metrics
+from monitor.notify.subscriptions import Subscription, Subscriptions
+from monitor.notify.webhook import AttemptResult, WebhookSender
+from monitor.store.base import Delivery, Store
+
+log = get_logger("monitor.outbox")
+
+MAX_RETRY_AFTER = 86400.0
+
+
+def next_delay(schedule: Sequence[float], attempts: int, rand: float) -> float | None:
+    """Seconds until the next attempt after `attempts` failed ones, ±10% jitter; None = dead.
+
+    `schedule[i]` is the delay before attempt i (0-based), so a schedule of n entries allows n
+    attempts in all.
+    """
+    if attempts >= len(schedule):
+        return None
+    return schedule[attempts] * (0.9 + 0.2 * rand)
+
+
+class OutboxWorker:
+    """Pumps due deliveries to their subscribers. Also a Notifier: new transitions wake it."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        subscriptions: Subscriptions,
+        sender: WebhookSender,
+        metrics: Metrics,
+        schedule: Sequence[float],
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        idle_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._subs = subscriptions
+        self._sender = sender
+        self._metrics = metrics
+        self._schedule = list(schedule)
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._idle = idle_seconds
+        self._wake = asyncio.Event()
+        self._in_flight: dict[str, set[str]] = {}  # subscription -> delivery ids
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_counts = -1.0
+
+    @property
+    def first_delay(self) -> float:
+        """Delay before the first attempt of a new delivery."""
+        return self._schedule[0]
+
+    def route_all(self, transitions: Sequence[TransitionLike]) -> list[list[str]]:
+        """Which subscriptions get each transition (the processor stores these rows with it)."""
+        return self._subs.route_all(transitions)
+
+    async def notify(self, transitions: Sequence[Transition]) -> None:
+        """New transitions (and their deliveries) are stored: look at the outbox now."""
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the outbox now (after a replay, an enable, a new subscription)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the pump loop."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._loop(), name="outbox")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking new work; give attempts in flight up to `timeout` to finish."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.pump()
+                wait = self._idle
+                next_at = await self._store.next_delivery_at()
+                if next_at is not None:
+                    wait = min(wait, max(0.0, next_at - self._clock.wall()))
+            except Exception:
+                log.exception("outbox pump failed; trying again shortly")
+                wait = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
+
+    async def pump(self) -> int:
+        """Start attempts for every due delivery there is room for; returns how many started."""
+        started = 0
+        now = self._clock.wall()
+        for sub in self._subs.all():
+            if not sub.enabled:
+                continue
+            busy = self._in_flight.setdefault(sub.name, set())
+            room = sub.max_in_flight - len(busy)
+            if room <= 0:
+                continue
+            due = await self._store.due_deliveries(sub.name, now, room + len(busy))
+            for delivery in due:
+                if room <= 0:
+                    break
+                if delivery.id in busy:
+                    continue
+                busy.add(delivery.id)
+                room -= 1
+                started += 1
+                task = asyncio.create_task(self._attempt(sub, delivery))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        await self._refresh_counts()
+        return started
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Pump until nothing is due or in flight (for tests and tools)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            started = await self.pump()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=max(0.0, deadline - loop.time()))
+            elif not started:
+                return
+
+    async def _attempt(self, sub: Subscription, delivery: Delivery) -> None:
+        try:
+            result = await self._sender.attempt(sub, delivery)
+            await self._settle(sub, delivery, result)
+        except Exception:
+            log.exception("delivery attempt crashed", delivery_id=delivery.id)
+        finally:
+            self._in_flight.get(sub.name, set()).discard(delivery.id)
+            self._wake.set()  # the next delivery of this event may go now
+
+    async def _settle(self, sub: Subscription, delivery: Delivery, result: AttemptResult) -> None:
+        m = self._metrics
+        now = self._clock.wall()
+        attempts = delivery.attempts + 1
+        m.webhook_deliveries_total.labels(sub.name, result.outcome).inc()
+        if result.outcome == "success":
+            await self._store.delivery_done(delivery.id)
+            m.webhook_delivery_latency_seconds.labels(sub.name).observe(
+                max(0.0, now - delivery.created_at)
+            )
+            return
+        log.warning(
+            "webhook delivery failed",
+            subscription=sub.name,
+            delivery_id=delivery.id,
+            attempt=attempts,
+            outcome=result.outcome,
+            status=result.status,
+            error=result.error,
+        )
+        if result.outcome == "gone":
+            await self._store.delivery_retry(delivery.id, attempts, now, result.error)
+            await self._subs.set_enabled(sub.name, False, "the endpoint answered 410 Gone")
+            m.webhook_subscription_enabled.labels(sub.name).set(0)
+            log.error(
+                "subscription disabled: the endpoint answered 410 Gone",
+                subscription=sub.name,
+            )
+            return
+        delay = next_delay(self._schedule, attempts, self._rng.random())
+        if delay is None:
+            await self._store.delivery_dead(delivery.id, attempts, result.error, now)
+            m.webhook_deliveries_total.labels(sub.name, "dead").inc()
+            log.error(
+                "webhook delivery is a dead letter: retry schedule spent",
+                subscription=sub.name,
+                delivery_id=delivery.id,
+                attempts=attempts,
+            )
+            return
+        if result.retry_after is not None:
+            delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER))
+        await self._store.delivery_retry(delivery.id, attempts, now + delay, result.error)
+
+    async def _refresh_counts(self) -> None:
+        now = self._clock.monotonic()
+        if now - self._last_counts < 1.0:
+            return
+        self._last_counts = now
+        counts = await self._store.outbox_counts()
+        m = self._metrics
+        for sub in self._subs.all():
+            pending, dead = counts.get(sub.name, (0, 0))
+            m.webhook_pending.labels(sub.name).set(pending)
+            m.webhook_dead_letters.labels(sub.name).set(dead)
+            m.webhook_subscription_enabled.labels(sub.name).set(1 if sub.enabled else 0)
