@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from importlib import resources
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -58,7 +59,13 @@ class ApiServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/v1/events/{event_id}", self.event)
         app.router.add_get("/v1/transitions", self.transitions)
+        app.router.add_get("/openapi.yaml", self.openapi)
         return app
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI document of this API."""
+        text = resources.files("monitor.server").joinpath("openapi.yaml").read_text("utf-8")
+        return web.Response(text=text, content_type="application/yaml")
 
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
