@@ -155,12 +155,16 @@ class EventEntry(Strict):
         return v.upper() if v is not None else None
 
 
+#: An event as listed: a plain ID or a mapping.
+EventItem = Annotated[EventEntry, BeforeValidator(_event_entry)]
+
+
 class WatchSet(Strict):
     """A named set of events polled at one interval."""
 
     name: str
     interval_seconds: float = Field(60.0, ge=1)
-    events: list[Annotated[EventEntry, BeforeValidator(_event_entry)]] = []
+    events: list[EventItem] = []
     events_file: str | None = None
     confirm_after: int = Field(1, ge=1, le=100)
     track_unknown: bool = False

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import inspect
 import hashlib
 import hmac
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any

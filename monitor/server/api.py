@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from monitor.clock import Clock, iso_utc
 from monitor.config.loader import validation_issues
-from monitor.config.models import EventEntry, Filter, Strict, WatchSet, check_webhook_secret
+from monitor.config.models import EventItem, Filter, Strict, WatchSet, check_webhook_secret
 from monitor.notify.signing import new_secret
 from monitor.notify.ssrf import BlockedAddress, resolve_and_check
 from monitor.notify.subscriptions import Subscription, Subscriptions
@@ -62,7 +62,7 @@ class ReplayIn(Strict):
 class EventsIn(Strict):
     """POST /v1/watch-sets/{name}/events."""
 
-    events: list[EventEntry]
+    events: list[EventItem]
 
 
 class EventIdsIn(Strict):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from importlib import resources
 from collections.abc import Awaitable, Callable
+from importlib import resources
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

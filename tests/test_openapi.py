@@ -1,0 +1,303 @@
+"""The OpenAPI document: valid YAML, OpenAPI 3.1 shaped, and in step with the real routes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+import monitor.server
+from monitor.app import Daemon
+from monitor.config import parse_config
+
+DOC_PATH = Path(monitor.server.__file__).parent / "openapi.yaml"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+CHANGING = ("post", "put", "patch", "delete")
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return yaml.safe_load(DOC_PATH.read_text("utf-8"))
+
+
+def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in METHODS:
+                yield path, method.upper(), op
+
+
+def normalise(path: str) -> str:
+    """`{name}` and aiohttp's `{name:regex}` both become `{name}`."""
+    return re.sub(r"\{([^}:]+)(?::[^}]*)?\}", r"{\1}", path)
+
+
+def documented_routes(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(method, normalise(path)) for path, method, _ in operations(doc)}
+
+
+# -- the real application ----------------------------------------------------------------------
+
+
+async def _daemon_and_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, admin: bool) -> Any:
+    """A started daemon and the aiohttp application it serves (captured at AppRunner)."""
+    apps: list[web.Application] = []
+    real_runner = web.AppRunner
+
+    class RecordingRunner(real_runner):  # type: ignore[misc, valid-type]
+        def __init__(self, app: web.Application, **kwargs: Any) -> None:
+            apps.append(app)
+            super().__init__(app, **kwargs)
+
+    monkeypatch.setattr(web, "AppRunner", RecordingRunner)
+    token = "\n  admin_token: openapi-test-token" if admin else ""
+    text = (
+        "upstream:\n  base_url: http://127.0.0.1:9\n  api_key: KEY-openapi-test\n"
+        f"state:\n  path: {tmp_path / 'state.db'}\n"
+        f"server:\n  listen: 127.0.0.1:0{token}\n"
+    )
+    daemon = Daemon(parse_config(text, env={}), registry=CollectorRegistry())
+    await daemon.start(schedule=False)
+    assert len(apps) == 1, "expected the daemon to build exactly one aiohttp application"
+    return daemon, apps[0]
+
+
+@pytest.fixture
+async def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Daemon, web.Application]]:
+    daemon, app = await _daemon_and_app(tmp_path, monkeypatch, admin=False)
+    try:
+        yield daemon, app
+    finally:
+        await daemon.stop()
+
+
+def app_routes(app: web.Application) -> set[tuple[str, str]]:
+    out = set()
+    for route in app.router.routes():
+        if route.method == "HEAD":  # aiohttp adds one per GET
+            continue
+        canonical = route.resource.canonical if route.resource is not None else ""
+        out.add((route.method, normalise(canonical)))
+    return out
+
+
+# -- the document itself -----------------------------------------------------------------------
+
+
+def test_document_parses_and_is_openapi_31(doc):
+    assert isinstance(doc, dict)
+    assert str(doc["openapi"]).startswith("3.1.")
+    assert doc["info"]["title"] and doc["info"]["version"]
+    assert isinstance(doc["paths"], dict) and doc["paths"]
+    for path in doc["paths"]:
+        assert path.startswith("/")
+    for path, method, op in operations(doc):
+        assert op.get("responses"), f"{method} {path} has no responses"
+        assert op.get("operationId"), f"{method} {path} has no operationId"
+    ids = [op["operationId"] for _, _, op in operations(doc)]
+    assert len(ids) == len(set(ids))
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def test_every_ref_resolves(doc):
+    refs = set(_refs(doc))
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/"), ref
+        node: Any = doc
+        for part in ref[2:].split("/"):
+            assert isinstance(node, dict) and part in node, f"unresolved $ref {ref}"
+            node = node[part]
+
+
+def test_path_parameters_are_declared(doc):
+    for path, item in doc["paths"].items():
+        names = set(re.findall(r"\{([^}]+)\}", path))
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            params = [*item.get("parameters", []), *op.get("parameters", [])]
+            declared = set()
+            for p in params:
+                if "$ref" in p:
+                    p = doc["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]
+                if p["in"] == "path":
+                    assert p["required"] is True
+                    declared.add(p["name"])
+            assert declared == names, f"{method} {path}: {declared} != {names}"
+
+
+def test_security_scheme_and_error_responses(doc):
+    scheme = doc["components"]["securitySchemes"]["bearerAuth"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    error = doc["components"]["schemas"]["Error"]
+    assert set(error["properties"]) >= {"error", "field", "errors"}
+    assert error["required"] == ["error"]
+    for path, method, op in operations(doc):
+        codes = set(op["responses"])
+        if path.startswith("/v1/"):
+            assert "401" in codes, f"{method} {path} does not document 401"
+            assert op.get("security", doc["security"]) != [], f"{method} {path} open"
+            if method.lower() in CHANGING:
+                assert "403" in codes, f"{method} {path} does not document 403"
+        else:
+            assert op.get("security") == [], f"{method} {path} should need no token"
+        if "{" in path:
+            assert "404" in codes, f"{method} {path} does not document 404"
+        if "requestBody" in op:
+            assert "400" in codes, f"{method} {path} has a body but no 400"
+
+
+def test_transition_and_webhook_payloads(doc):
+    schemas = doc["components"]["schemas"]
+    transition = schemas["Transition"]
+    assert set(transition["required"]) == {
+        "sequence",
+        "event_id",
+        "watch_sets",
+        "field",
+        "previous",
+        "current",
+        "observed_at",
+    }
+    standard = schemas["StandardWebhookPayload"]
+    assert standard["properties"]["type"]["const"] == "availability.changed"
+    assert standard["properties"]["data"]["$ref"] == "#/components/schemas/Transition"
+    cloud = schemas["CloudEventPayload"]
+    assert set(cloud["required"]) >= {"specversion", "id", "source", "type"}
+
+    hooks = doc["webhooks"]
+    assert hooks
+    headers = set()
+    content_types = set()
+    for hook in hooks.values():
+        post = hook["post"]
+        for p in post["parameters"]:
+            p = doc["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]
+            assert p["in"] == "header"
+            headers.add(p["name"])
+        content_types |= set(post["requestBody"]["content"])
+    assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert content_types == {"application/json", "application/cloudevents+json"}
+
+
+def test_request_bodies_document_the_pydantic_models(doc):
+    """Every field of the API's body models is documented (and nothing the models reject)."""
+    from monitor.config.models import EventEntry, Filter, WatchSet
+    from monitor.server.api import (
+        EventIdsIn,
+        EventsIn,
+        ReplayIn,
+        SubscriptionIn,
+        SubscriptionPatch,
+    )
+
+    schemas = doc["components"]["schemas"]
+    pairs = {
+        "SubscriptionIn": SubscriptionIn,
+        "SubscriptionPatch": SubscriptionPatch,
+        "ReplayIn": ReplayIn,
+        "EventsIn": EventsIn,
+        "EventIdsIn": EventIdsIn,
+        "EventEntryObject": EventEntry,
+        "Filter": Filter,
+        "WatchSetIn": WatchSet,
+    }
+    for name, model in pairs.items():
+        fields = {f.alias or key for key, f in model.model_fields.items()}
+        if model is WatchSet:
+            fields.discard("events_file")  # config-file only: the API answers 400
+        documented = set(schemas[name]["properties"])
+        assert documented == fields, f"{name}: {documented} != {fields}"
+        required = {f.alias or key for key, f in model.model_fields.items() if f.is_required()}
+        assert set(schemas[name].get("required", [])) == required, name
+        assert schemas[name].get("additionalProperties") is False, name
+
+
+# -- the document against the real application -------------------------------------------------
+
+
+async def test_routes_match_the_application(doc, served):
+    _, app = served
+    in_app = app_routes(app)
+    in_doc = documented_routes(doc)
+    assert ("GET", "/v1/subscriptions") in in_app  # the admin API is part of the captured app
+    undocumented = in_app - in_doc
+    assert not undocumented, f"routes missing from openapi.yaml: {sorted(undocumented)}"
+    stale = in_doc - in_app
+    assert not stale, f"documented routes the server does not have: {sorted(stale)}"
+
+
+async def test_route_check_catches_an_undocumented_route(doc, served):
+    """The same check on a copy of the real routes plus one more: the new route is reported."""
+    _, app = served
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response()
+
+    copy = web.Application()
+    for method, path in app_routes(app):
+        copy.router.add_route(method, path, handler)
+    copy.router.add_get("/v1/not-documented/{thing}", handler)
+    copy.router.add_post("/v1/subscriptions/{name}/pause", handler)
+    assert app_routes(copy) - documented_routes(doc) == {
+        ("GET", "/v1/not-documented/{thing}"),
+        ("POST", "/v1/subscriptions/{name}/pause"),
+    }
+
+
+async def test_document_is_served(served):
+    daemon, _ = served
+    async with aiohttp.ClientSession() as s, s.get(daemon.url + "/openapi.yaml") as r:
+        assert r.status == 200
+        assert r.content_type == "application/yaml"
+        text = await r.text()
+    assert text == DOC_PATH.read_text("utf-8")
+    assert yaml.safe_load(text)["openapi"].startswith("3.1")
+
+
+async def test_auth_behaviour_matches_the_document(tmp_path, monkeypatch):
+    """401 without the token when one is set; 403 for changes when none is set."""
+    daemon, _ = await _daemon_and_app(tmp_path, monkeypatch, admin=True)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(daemon.url + "/v1/subscriptions") as r:
+                assert r.status == 401
+                assert "error" in await r.json()
+            headers = {"Authorization": "Bearer openapi-test-token"}
+            async with s.get(daemon.url + "/v1/subscriptions", headers=headers) as r:
+                assert r.status == 200
+            async with s.get(daemon.url + "/openapi.yaml") as r:
+                assert r.status == 200
+    finally:
+        await daemon.stop()
+
+
+async def test_changes_without_a_token_are_forbidden(served):
+    daemon, _ = served
+    async with aiohttp.ClientSession() as s:
+        async with s.get(daemon.url + "/v1/watch-sets") as r:
+            assert r.status == 200
+        async with s.post(daemon.url + "/v1/watch-sets", json={"name": "x"}) as r:
+            assert r.status == 403
+            assert "error" in await r.json()
