@@ -42,9 +42,7 @@ def catalog_of(watch_sets: str) -> Catalog:
 
 # A is in two sets, B in one; C is nowhere.
 CATALOG_TEXT = (
-    "watch_sets:\n"
-    f"  - {{name: main, events: [{A}, {B}]}}\n"
-    f"  - {{name: side, events: [{A}]}}\n"
+    f"watch_sets:\n  - {{name: main, events: [{A}, {B}]}}\n  - {{name: side, events: [{A}]}}\n"
 )
 
 
@@ -282,7 +280,9 @@ async def make_rig(am: FakeAlertmanager) -> AsyncIterator[Any]:
 
 
 def keyed(body: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(a["labels"]["event_id"], a["labels"]["watch_set"], a["labels"]["status"]): a for a in body}
+    return {
+        (a["labels"]["event_id"], a["labels"]["watch_set"], a["labels"]["status"]): a for a in body
+    }
 
 
 def is_firing(alert: dict[str, Any], now: float) -> bool:

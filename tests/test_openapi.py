@@ -301,3 +301,34 @@ async def test_changes_without_a_token_are_forbidden(served):
         async with s.post(daemon.url + "/v1/watch-sets", json={"name": "x"}) as r:
             assert r.status == 403
             assert "error" in await r.json()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: PATCH /v1/subscriptions/{name} with secrets: [] replaces the secrets with a "
+    "generated one that is never returned (monitor/server/api.py update_subscription/_secrets)",
+)
+async def test_patch_with_empty_secrets_does_not_lose_the_secret(tmp_path, monkeypatch):
+    """An empty `secrets` list must not leave the subscription signing with an unknown key."""
+    daemon, _ = await _daemon_and_app(tmp_path, monkeypatch, admin=True)
+    headers = {"Authorization": "Bearer openapi-test-token"}
+    try:
+        async with aiohttp.ClientSession(headers=headers) as s:
+            body = {"name": "rot", "url": "http://8.8.8.8/hook"}
+            async with s.post(daemon.url + "/v1/subscriptions", json=body) as r:
+                assert r.status == 201
+            before = daemon.subscriptions.get("rot")
+            assert before is not None
+            async with s.patch(daemon.url + "/v1/subscriptions/rot", json={"secrets": []}) as r:
+                status, answer = r.status, await r.json()
+        after = daemon.subscriptions.get("rot")
+        assert after is not None
+        if status == 400:
+            assert answer["field"] == "secrets"
+            assert after.secrets == before.secrets
+        else:
+            # Accepted: then the new secret must be shown once, like on creation.
+            assert status == 200
+            assert [s.reveal() for s in after.secrets] == [answer.get("secret")]
+    finally:
+        await daemon.stop()
