@@ -91,6 +91,17 @@ def summarize(config: Config) -> str:
             f"confirm_after {spec.confirm_after}{', tracks UNKNOWN' if spec.track_unknown else ''}"
             f"{extra}"
         )
+    n = config.notifications
+    for hook in n.webhooks:
+        lines.append(
+            f"  webhook       {hook.name}: {hook.url} ({hook.format}, "
+            f"{len(hook.all_secrets())} secret(s))"
+        )
+    if n.alertmanager is not None:
+        lines.append(
+            f"  alertmanager  {n.alertmanager.url} while status in "
+            f"{', '.join(n.alertmanager.alert_on)}"
+        )
     lines.append(f"  state         {config.state.backend} {config.state.path}")
     lines.append(
         f"  server        {config.server.listen}"

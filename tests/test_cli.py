@@ -17,7 +17,14 @@ from tests.conftest import API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILES = sorted((ROOT / "config").glob("*.yaml"))
-ENV = {"TM_API_KEY": "dummy-key-for-check", "MONITOR_ADMIN_TOKEN": "dummy-token"}
+_SECRET = "whsec_" + "A" * 40
+ENV = {
+    "TM_API_KEY": "dummy-key-for-check",
+    "MONITOR_ADMIN_TOKEN": "dummy-token",
+    "OPS_WEBHOOK_SECRET": _SECRET,
+    "RESALE_SECRET_OLD": _SECRET,
+    "RESALE_SECRET_NEW": "whsec_" + "B" * 40,
+}
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)

@@ -20,4 +20,8 @@ async def test_demo_shows_transitions_and_maintenance():
     transitions = [line for line in text.splitlines() if " -> " in line]
     assert len(transitions) >= 3, text
     assert "demo stopped" in text
+    deliveries = [line for line in text.splitlines() if line.strip().startswith("webhook ")]
+    assert any("webhook desk" in line and " 200 " in line for line in deliveries)
+    assert all("signature ok" in line for line in deliveries)
+    assert any("webhook flaky" in line and " 503 " in line for line in deliveries)
     assert "Traceback" not in err.decode()

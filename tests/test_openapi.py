@@ -332,3 +332,94 @@ async def test_patch_with_empty_secrets_does_not_lose_the_secret(tmp_path, monke
             assert [s.reveal() for s in after.secrets] == [answer.get("secret")]
     finally:
         await daemon.stop()
+
+
+# -- real bodies against the documented schemas ------------------------------------------------
+
+
+def schema_validator(doc: dict[str, Any], name: str) -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "$ref": f"#/components/schemas/{name}",
+    }
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_transition_and_payloads_match_their_schemas(doc):
+    import orjson
+
+    from monitor.domain import Transition
+    from monitor.notify import payload
+
+    t = Transition(42, "17AOv8G6G5rI0S0", ("seattle",), "status", "TICKETS_AVAILABLE",
+                   "FEW_TICKETS_LEFT", 1_764_000_000.123)  # fmt: skip
+    schema_validator(doc, "Transition").validate(t.to_json())
+    body, _ = payload.build("standard", t, 1_764_000_000.2, "msg_1")
+    schema_validator(doc, "StandardWebhookPayload").validate(orjson.loads(body))
+    body, _ = payload.build("cloudevents", t, 1_764_000_000.2, "msg_1")
+    schema_validator(doc, "CloudEventPayload").validate(orjson.loads(body))
+
+
+LIVE_CALLS: list[tuple[str, str, Any, int, str | None]] = [
+    ("GET", "/healthz", None, 200, "Health"),
+    ("GET", "/readyz", None, 200, "Readiness"),  # nothing watched yet
+    ("GET", "/v1/transitions", None, 200, "TransitionPage"),
+    ("GET", "/v1/transitions?limit=0", None, 400, "Error"),
+    ("GET", "/v1/events/NOPE", None, 404, "Error"),
+    ("POST", "/v1/subscriptions", {"name": "a", "url": "http://8.8.8.8/x"}, 201,
+     "SubscriptionCreated"),
+    ("GET", "/v1/subscriptions", None, 200, None),
+    ("GET", "/v1/subscriptions/a", None, 200, "SubscriptionWithCounts"),
+    ("PATCH", "/v1/subscriptions/a", {"format": "cloudevents"}, 200, "Subscription"),
+    ("POST", "/v1/subscriptions/a/enable", None, 200, "Subscription"),
+    ("GET", "/v1/subscriptions/a/dead-letters", None, 200, None),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {"ids": ["x"]}, 200, None),
+    ("POST", "/v1/subscriptions", {"name": "b"}, 400, "Error"),
+    ("POST", "/v1/subscriptions", {"name": "a", "url": "http://8.8.8.8/y"}, 409, "Error"),
+    ("POST", "/v1/watch-sets", {"name": "w", "events": ["E1", {"id": "E2"}]}, 201,
+     "WatchSetSummary"),
+    ("GET", "/v1/watch-sets/w", None, 200, "WatchSetDetail"),
+    ("POST", "/v1/watch-sets/w/events", {"events": ["E3"]}, 200, None),
+    ("DELETE", "/v1/watch-sets/w/events", {"events": ["E1"]}, 200, None),
+    ("POST", "/v1/watch-sets", {"name": "w"}, 409, "Error"),
+    ("POST", "/v1/watch-sets", {"name": "v", "events": [{"id": "E9", "venue": "nope"}]}, 400,
+     "Error"),
+    ("DELETE", "/v1/watch-sets/w", None, 204, None),
+    ("DELETE", "/v1/subscriptions/a", None, 204, None),
+    ("GET", "/v1/subscriptions/a", None, 404, "Error"),
+]  # fmt: skip
+
+
+async def test_live_answers_match_their_schemas(doc, tmp_path, monkeypatch):
+    """Real answers validate against the schemas the document gives for them."""
+    daemon, _ = await _daemon_and_app(tmp_path, monkeypatch, admin=True)
+    headers = {"Authorization": "Bearer openapi-test-token"}
+    answers = []
+    try:
+        async with aiohttp.ClientSession() as s:
+            for method, path, body, status, schema in LIVE_CALLS:
+                async with s.request(method, daemon.url + path, json=body, headers=headers) as r:
+                    data = await r.json() if r.status != 204 else None
+                    answers.append((method, path, r.status, status, schema, data))
+            async with s.get(daemon.url + "/v1/watch-sets") as r:
+                answers.append(("GET", "/v1/watch-sets", r.status, 401, "Error", await r.json()))
+    finally:
+        await daemon.stop()
+    for method, path, got, status, schema, data in answers:
+        assert got == status, (method, path, data)
+        if schema is not None:
+            schema_validator(doc, schema).validate(data)
+        # The documented responses of the operation include this status.
+        route = normalise_request(doc, path.split("?", 1)[0])
+        assert str(got) in doc["paths"][route][method.lower()]["responses"], (method, path)
+
+
+def normalise_request(doc: dict[str, Any], path: str) -> str:
+    """The documented path template a concrete path falls under."""
+    for template in doc["paths"]:
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            return template
+    raise AssertionError(f"no documented path for {path}")

@@ -3,7 +3,9 @@
 A fault spec is a JSON object such as `{"kind": "error", "status": 503, "count": 3}`. Fields
 common to every kind: `count` (fire this many times, then disappear; absent or null = until
 cleared), `probability` (0..1, default 1, drawn from the plan's seeded RNG) and `api` (which
-simulated API it applies to, default "inventory").
+simulated API it applies to, default "inventory"). `api` names an API or, after a dot, one of its
+endpoints: "partner" hits every Partner API request, "partner.oauth" only token requests and
+"partner.event" only event details.
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ KINDS: Final = frozenset(_FIELDS)
 RATE_LIMIT_VARIANTS: Final = ("spike_arrest", "quota")
 TRUNCATED_MODES: Final = ("body", "connection")
 STATUS_FIELDS: Final = ("status", "resaleStatus")
+
+
+def applies_to(fault_api: str, request_api: str) -> bool:
+    """Whether a fault of `fault_api` hits a request of `request_api` ("partner" hits
+    "partner.event"; "partner.event" does not hit "partner.oauth")."""
+    return request_api == fault_api or request_api.startswith(fault_api + ".")
 
 
 def _number(spec: Mapping[str, Any], name: str, default: float, low: float, high: float) -> float:
@@ -276,8 +284,8 @@ class FaultPlan:
         self._faults.clear()
 
     def active(self, api: str | None = None) -> list[Fault]:
-        """The faults still held, in order (only those of `api` if given)."""
-        return [f for f in self._faults if api is None or f.api == api]
+        """The faults still held, in order (only those that hit requests of `api` if given)."""
+        return [f for f in self._faults if api is None or applies_to(f.api, api)]
 
     def __len__(self) -> int:
         return len(self._faults)
@@ -286,14 +294,15 @@ class FaultPlan:
         return bool(self._faults)
 
     def decide(self, api: str, ids: Sequence[str]) -> Decision:
-        """Which faults fire on one request of `api` for `ids`; spends their counts."""
+        """Which faults fire on one request of `api` (e.g. "inventory", "partner.event") for
+        `ids`; spends their counts."""
         if not self._faults:
             return Decision()
         decision = Decision()
         spent: list[Fault] = []
         wanted: set[str] | None = None
         for fault in self._faults:
-            if fault.api != api:
+            if fault.api != api and not applies_to(fault.api, api):
                 continue
             kind = fault.kind
             if decision.terminal is not None and kind != LATENCY:

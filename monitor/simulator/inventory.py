@@ -63,7 +63,8 @@ class RequestRecord:
 
     `t` is `time.monotonic()` at arrival (real time, for pacing checks); `wall` is the
     simulator clock's wall time. `status` is 0 when the connection was closed unanswered.
-    `ids` is kept only when the simulator was built with `record_ids=True`.
+    `ids` is kept only when the simulator was built with `record_ids=True`. `path` is set for
+    APIs with several endpoints (the Partner API), e.g. "/partners/v1/oauth/accesstoken".
     """
 
     t: float
@@ -74,6 +75,7 @@ class RequestRecord:
     status: int
     ids: tuple[str, ...] | None = None
     api: str = API
+    path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the control endpoint shows it."""
@@ -88,6 +90,8 @@ class RequestRecord:
         }
         if self.ids is not None:
             out["ids"] = list(self.ids)
+        if self.path is not None:
+            out["path"] = self.path
         return out
 
 
