@@ -231,7 +231,7 @@ class Daemon:
             admin_token=cfg.server.admin_token,
             quarantined=lambda eid: eid in self.dispatcher.quarantined,
         )
-        app = self.server.app()
+        app = self.app = self.server.app()
         if cfg.server.admin_token is None:
             app.middlewares.append(read_only_without_token)
         AdminApi(

@@ -303,11 +303,6 @@ async def test_changes_without_a_token_are_forbidden(served):
             assert "error" in await r.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PATCH /v1/subscriptions/{name} with secrets: [] replaces the secrets with a "
-    "generated one that is never returned (monitor/server/api.py update_subscription/_secrets)",
-)
 async def test_patch_with_empty_secrets_does_not_lose_the_secret(tmp_path, monkeypatch):
     """An empty `secrets` list must not leave the subscription signing with an unknown key."""
     daemon, _ = await _daemon_and_app(tmp_path, monkeypatch, admin=True)

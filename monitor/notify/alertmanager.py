@@ -187,8 +187,11 @@ class AlertmanagerNotifier:
         for key, alert in self._firing.items():
             if key not in firing:
                 self._resolved[key] = (alert, RESOLVED_PUSHES)
-        for key in firing:
+        for key, alert in firing.items():
             self._resolved.pop(key, None)
+            # Remember when an alert was first seen firing, so startsAt stays put.
+            eid = dict(alert.labels)["event_id"]
+            self._started.setdefault(eid, alert.starts_at)
         self._firing = firing
         self._metrics.alerts_firing.set(len(firing))
         if not firing and not self._resolved:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -195,6 +195,8 @@ class AdminApi:
             return body
         if self._subs.get(body.name) is not None:
             return json_error(409, f"subscription {body.name!r} exists", field="name")
+        if body.secret is not None and body.secrets:
+            return json_error(400, "give either secret or secrets, not both", field="secrets")
         problem = await self._check_url(body.url)
         if problem:
             return problem
@@ -250,6 +252,10 @@ class AdminApi:
             if problem:
                 return problem
             changes["url"] = body.url
+        if body.secret is not None and body.secrets is not None:
+            return json_error(400, "give either secret or secrets, not both", field="secrets")
+        if body.secret is None and body.secrets is not None and not body.secrets:
+            return json_error(400, "secrets: at least one secret is needed", field="secrets")
         if body.secret is not None or body.secrets is not None:
             secrets, _ = self._secrets(body.secret, body.secrets or [])
             if isinstance(secrets, web.Response):
@@ -302,7 +308,7 @@ class AdminApi:
         since = None
         if "since" in request.query:
             try:
-                since = datetime.fromisoformat(request.query["since"]).timestamp()
+                since = _utc(datetime.fromisoformat(request.query["since"])).timestamp()
             except ValueError:
                 return json_error(400, "since must be an ISO 8601 time", field="since")
         rows = await self._store.dead_letters(sub.name, limit, since)
@@ -320,7 +326,7 @@ class AdminApi:
                 return body
         else:
             body = ReplayIn()
-        since = body.since.timestamp() if body.since is not None else None
+        since = _utc(body.since).timestamp() if body.since is not None else None
         n = await self._store.replay(sub.name, self._clock.wall(), body.ids, since)
         self._wake()
         return web.json_response({"replayed": n})
@@ -406,6 +412,11 @@ class AdminApi:
         kept = [e for e in ws.events if e.id not in drop]
         await self._host.put_watch_set(ws.model_copy(update={"events": kept}))
         return web.json_response({"removed": len(ws.events) - len(kept)})
+
+
+def _utc(when: datetime) -> datetime:
+    """A time without a zone is UTC (never the server's local time)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _dead(d: Delivery) -> dict[str, Any]:
