@@ -35,6 +35,7 @@ from monitor.server.app import ApiServer
 from monitor.store.base import Store
 from monitor.store.sqlite import SQLiteStore
 from monitor.upstream.inventory import InventoryClient
+from monitor.upstream.inventory import trace_config as inventory_trace_config
 
 log = get_logger("monitor.app")
 
@@ -111,6 +112,7 @@ class Daemon:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max(8, cfg.upstream.max_in_flight * 2)),
             headers={"User-Agent": f"availability-monitor/{__version__}"},
+            trace_configs=[inventory_trace_config()],
         )
         # aiohttp silently resends an idempotent request once when the server drops the
         # connection; that second request would bypass the rate budget, so it is switched off
@@ -186,7 +188,8 @@ class Daemon:
             clock=self.clock,
         )
         self.maintenance = MaintenanceView(self._current_catalog, self.clock)
-        self.budget = RateBudget(up.rate_limit.requests, up.rate_limit.per_seconds)
+        rl = up.rate_limit
+        self.budget = RateBudget(rl.requests, rl.per_seconds, margin=rl.margin)
         self.dispatcher = Dispatcher(
             client=client,
             processor=self.processor,
@@ -216,6 +219,8 @@ class Daemon:
             health=self.health,
             status_counts=self.live.status_counts,
             clock=self.clock,
+            observed_at=self.live.observed_at.get,
+            status=self.live.status,
         )
         self.scheduler.publish_static_gauges()
 
@@ -270,6 +275,20 @@ class Daemon:
                 "events without a time zone are polled at all hours (no maintenance window)",
                 events_without_time_zone=no_tz,
             )
+        self._log_plan()
+
+    def _log_plan(self) -> None:
+        plan = self.catalog.plan
+        if plan is None or not plan.stretched:
+            return
+        log.warning(
+            "daily quota: intervals stretched to fit",
+            quota=plan.quota,
+            needed_per_day=round(plan.needed_per_day),
+            planned_per_day=round(plan.planned_per_day),
+            fits=plan.fits,
+            intervals={n: round(self.catalog.sets[n].interval_seconds, 1) for n in plan.stretched},
+        )
 
     async def stop(self) -> None:
         """Stop scheduling, let batches in flight finish, flush and close everything."""
@@ -339,7 +358,10 @@ class Daemon:
         self._use_catalog(build_catalog(self._effective_config()))
 
     def _use_catalog(self, catalog: Catalog) -> None:
+        stretched_before = self.catalog.plan.stretched if self.catalog.plan else ()
         self.catalog = catalog
+        if catalog.plan is not None and catalog.plan.stretched != stretched_before:
+            self._log_plan()
         self.live.recount(catalog)
         self.scheduler.publish_static_gauges()
         self.scheduler.reschedule()

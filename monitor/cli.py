@@ -86,11 +86,33 @@ def summarize(config: Config) -> str:
     for spec in catalog.sets.values():
         no_tz = sum(1 for e in spec.event_ids if catalog.events[e].zone < 0)
         extra = f", {no_tz} without time zone" if no_tz else ""
+        every = f"every {spec.interval_seconds:g} s"
+        if spec.interval_seconds != spec.configured_interval:
+            every = f"every {spec.interval_seconds:.0f} s (configured {spec.configured_interval:g})"
+        if spec.status_intervals:
+            every += (
+                " ("
+                + ", ".join(f"{k} {v:g} s" for k, v in sorted(spec.status_intervals.items()))
+                + ")"
+            )
         lines.append(
-            f"    {spec.name:<20} every {spec.interval_seconds:g} s, {len(spec.event_ids)} events, "
+            f"    {spec.name:<20} {every}, {len(spec.event_ids)} events, "
             f"confirm_after {spec.confirm_after}{', tracks UNKNOWN' if spec.track_unknown else ''}"
             f"{extra}"
         )
+    plan = catalog.plan
+    if plan is not None:
+        line = f"  calls/day     {plan.needed_per_day:,.0f} needed"
+        if plan.quota is not None:
+            line += f", quota {plan.quota:,}"
+            if plan.stretched:
+                line += (
+                    f": intervals of {', '.join(plan.stretched)} stretched to "
+                    f"{plan.planned_per_day:,.0f} calls/day"
+                )
+                if not plan.fits:
+                    line += " (STILL OVER: every set at once a day)"
+        lines.append(line)
     n = config.notifications
     for hook in n.webhooks:
         lines.append(

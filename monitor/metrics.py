@@ -116,6 +116,38 @@ class Metrics:
             p + "config_reloads_total", "SIGHUP reloads by outcome.", ["outcome"], registry=r
         )
         self.ready = Gauge(p + "ready", "1 while /readyz answers 200.", registry=r)
+        self.watch_set_interval_seconds = Gauge(
+            p + "watch_set_interval_seconds",
+            "Effective poll interval per watch set (after daily-quota planning).",
+            ["watch_set"],
+            registry=r,
+        )
+        self.quota_calls_needed_per_day = Gauge(
+            p + "quota_calls_needed_per_day",
+            "Upstream calls per day the watch sets need at their configured intervals.",
+            registry=r,
+        )
+        self.quota_calls_planned_per_day = Gauge(
+            p + "quota_calls_planned_per_day",
+            "Upstream calls per day at the effective (possibly stretched) intervals.",
+            registry=r,
+        )
+        self.quota_calls_allowed_per_day = Gauge(
+            p + "quota_calls_allowed_per_day",
+            "upstream.daily_quota, when set.",
+            registry=r,
+        )
+        self.upstream_quota_remaining = Gauge(
+            p + "upstream_quota_remaining",
+            "Calls left in the upstream's quota period (Rate-Limit-Available), when it says.",
+            registry=r,
+        )
+        self.oldest_observation_age_seconds = Gauge(
+            p + "oldest_observation_age_seconds",
+            "Age of the oldest observation among a set's events outside maintenance.",
+            ["watch_set"],
+            registry=r,
+        )
         self.webhook_deliveries_total = Counter(
             p + "webhook_deliveries_total",
             "Webhook delivery attempts by outcome (success, failure, dead, gone, refused).",

@@ -51,7 +51,7 @@ def make_config(
     up: dict[str, Any] = {
         "base_url": sim_url,
         "api_key": API_KEY,
-        "rate_limit": {"requests": 50, "per_seconds": 1},
+        "rate_limit": {"requests": 50, "per_seconds": 1, "margin": 0.05},
         "backoff_base_seconds": 0.01,
         "backoff_max_seconds": 0.05,
         "timeout_seconds": 2,

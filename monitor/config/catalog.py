@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from monitor.config.errors import ConfigIssue
 from monitor.config.models import Config
+from monitor.core.budget import QuotaPlan, SetDemand, plan_quota
 from monitor.core.maintenance import Window
 from monitor.core.transitions import Rules
 
@@ -35,13 +36,27 @@ class EventSpec:
 
 @dataclass(frozen=True, slots=True)
 class SetSpec:
-    """One watch set: its name, interval, rules and events."""
+    """One watch set: its name, interval (after quota planning), rules and events."""
 
     name: str
     interval_seconds: float
     confirm_after: int
     track_unknown: bool
     event_ids: tuple[str, ...]
+    configured_interval: float = 0.0
+    priority: int = 0
+    status_intervals: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def tick_seconds(self) -> float:
+        """How often the set's job runs: its fastest interval."""
+        return min([self.interval_seconds, *self.status_intervals.values()])
+
+    def interval_for(self, status: str | None) -> float:
+        """The interval for an event with this confirmed status."""
+        if status is None:
+            return self.interval_seconds
+        return self.status_intervals.get(status, self.interval_seconds)
 
 
 @dataclass(slots=True)
@@ -52,6 +67,7 @@ class Catalog:
     sets: dict[str, SetSpec] = field(default_factory=dict)
     zones: list[Zone] = field(default_factory=list)
     rules: dict[str, Rules] = field(default_factory=dict)
+    plan: QuotaPlan | None = None
 
     def zone_of(self, event_id: str) -> Zone | None:
         """The event's zone, or None when its time zone is unknown."""
@@ -137,10 +153,33 @@ def build_catalog(
             ids.append(entry.id)
             members.setdefault(entry.id, []).append(ws.name)
         set_specs[ws.name] = SetSpec(
-            ws.name, ws.interval_seconds, ws.confirm_after, ws.track_unknown, tuple(ids)
+            ws.name,
+            ws.interval_seconds,
+            ws.confirm_after,
+            ws.track_unknown,
+            tuple(ids),
+            ws.interval_seconds,
+            ws.priority,
+            dict(ws.intervals),
         )
 
-    catalog = Catalog(sets=set_specs, zones=zones)
+    plan = plan_quota(
+        [
+            SetDemand(s.name, s.interval_seconds, len(s.event_ids), s.priority)
+            for s in set_specs.values()
+        ],
+        config.upstream.batch_size,
+        config.upstream.daily_quota,
+    )
+    for name, spec in list(set_specs.items()):
+        factor = plan.intervals.get(name, spec.interval_seconds) / spec.interval_seconds
+        if factor != 1.0:
+            set_specs[name] = replace(
+                spec,
+                interval_seconds=spec.interval_seconds * factor,
+                status_intervals={k: v * factor for k, v in spec.status_intervals.items()},
+            )
+    catalog = Catalog(sets=set_specs, zones=zones, plan=plan)
     interned: dict[tuple[str, ...], tuple[str, ...]] = {}
     rules_cache: dict[tuple[int, bool], Rules] = {}
     for eid, names in members.items():

@@ -83,6 +83,7 @@ class RateLimit(Strict):
 
     requests: int = Field(5, ge=1)
     per_seconds: float = Field(1.0, gt=0)
+    margin: float = Field(0.015, ge=0, le=0.5)
 
 
 class Upstream(Strict):
@@ -99,6 +100,7 @@ class Upstream(Strict):
     backoff_base_seconds: float = Field(0.5, gt=0)
     backoff_max_seconds: float = Field(30.0, gt=0)
     auth_backoff_seconds: float = Field(60.0, gt=0)
+    daily_quota: int | None = Field(None, ge=1)
     quarantine_seconds: float = Field(3600.0, ge=0)
 
     @field_validator("base_url")
@@ -159,6 +161,9 @@ class EventEntry(Strict):
 EventItem = Annotated[EventEntry, BeforeValidator(_event_entry)]
 
 
+STATUS_KEYS = ("TICKETS_AVAILABLE", "FEW_TICKETS_LEFT", "TICKETS_NOT_AVAILABLE", "UNKNOWN")
+
+
 class WatchSet(Strict):
     """A named set of events polled at one interval."""
 
@@ -168,6 +173,8 @@ class WatchSet(Strict):
     events_file: str | None = None
     confirm_after: int = Field(1, ge=1, le=100)
     track_unknown: bool = False
+    priority: int = 0
+    intervals: dict[Literal[STATUS_KEYS], Annotated[float, Field(ge=1)]] = {}  # type: ignore[valid-type]
 
     @field_validator("name")
     @classmethod

@@ -25,6 +25,7 @@ from monitor.poller.processor import Processor
 from monitor.upstream.errors import (
     AuthFailed,
     BadRequest,
+    RateHeaders,
     RateLimited,
     UpstreamError,
 )
@@ -281,7 +282,7 @@ class Dispatcher:
         policy = self._retry
         attempt = 0
         while True:
-            await self._budget.acquire()
+            slot = await self._budget.acquire()
             # The wait may have been long (a 429 pause, backoff, a queue for the budget): an
             # event whose maintenance window began meanwhile must not be requested.
             kept = [eid for eid in ids if not self._drop(eid)]
@@ -289,11 +290,13 @@ class Dispatcher:
                 self._finish_all((eid for eid in ids if eid not in set(kept)), SKIPPED)
                 ids = kept
                 if not ids:
+                    slot.sent()  # spent all the same: the ledger must not wait for it
                     return
             started = self._clock.monotonic()
             try:
-                answer = await self._client.fetch(ids, region)
+                answer = await self._client.fetch(ids, region, slot)
             except UpstreamError as exc:
+                self._observe_quota(exc.rate)
                 m.upstream_request_duration_seconds.labels("inventory").observe(
                     self._clock.monotonic() - started
                 )
@@ -349,10 +352,18 @@ class Dispatcher:
             )
             m.upstream_requests_total.labels("inventory", "ok").inc()
             m.upstream_batch_size.observe(len(ids))
+            self._observe_quota(answer.rate)
             self._auth_failures = 0
             self._health.key_accepted()
             await self._deliver(ids, answer)
             return
+
+    def _observe_quota(self, rate: RateHeaders | None) -> None:
+        if rate is None:
+            return
+        if rate.available is not None:
+            self._metrics.upstream_quota_remaining.set(rate.available)
+        self._budget.observe_quota(rate.available, rate.reset_epoch, self._clock.wall())
 
     async def _deliver(self, ids: Sequence[str], answer: InventoryAnswer) -> None:
         if answer.unknown_statuses:

@@ -66,7 +66,11 @@ class PollScheduler:
         health: Health,
         status_counts: Callable[[str], dict[str, int]],
         clock: Clock | None = None,
+        observed_at: Callable[[str], float | None] = lambda eid: None,
+        status: Callable[[str], str | None] = lambda eid: None,
     ) -> None:
+        self._observed_at = observed_at
+        self._status = status
         self._dispatcher = dispatcher
         self._status_counts = status_counts
         self._catalog = catalog
@@ -93,13 +97,22 @@ class PollScheduler:
                     m.events_by_status.remove(gone, status)
             with contextlib.suppress(KeyError):
                 m.last_successful_poll_timestamp_seconds.remove(gone)
+            with contextlib.suppress(KeyError):
+                m.watch_set_interval_seconds.remove(gone)
         self._published = set(catalog.sets)
         self._health.nothing_to_poll = not catalog.events
+        plan = catalog.plan
+        if plan is not None:
+            m.quota_calls_needed_per_day.set(plan.needed_per_day)
+            m.quota_calls_planned_per_day.set(plan.planned_per_day)
+            if plan.quota is not None:
+                m.quota_calls_allowed_per_day.set(plan.quota)
         for name, spec in catalog.sets.items():
             m.events_watched.labels(name).set(len(spec.event_ids))
             no_tz = sum(1 for e in spec.event_ids if catalog.events[e].zone < 0)
             m.events_without_time_zone.labels(name).set(no_tz)
             m.events_in_maintenance.labels(name).set(0)
+            m.watch_set_interval_seconds.labels(name).set(spec.interval_seconds)
 
     def _due(self, name: str) -> tuple[list[EventSpec], int]:
         catalog = self._catalog()
@@ -108,22 +121,43 @@ class PollScheduler:
         due: list[EventSpec] = []
         in_maintenance = 0
         events = catalog.events
+        by_status = bool(spec.status_intervals)
+        now = self._clock.wall()
+        seen = self._observed_at
+        oldest = now
+        if by_status:
+            # Status-aware: an event is due when its own interval (by its confirmed status) has
+            # passed since it was last observed; half a tick of slack keeps it from slipping
+            # a whole tick late.
+            slack = spec.tick_seconds / 2
+            status = self._status
         for eid in spec.event_ids:
             es = events[eid]
             if es.zone >= 0 and flags[es.zone]:
                 in_maintenance += 1
-            else:
+                continue
+            last = seen(eid)
+            if last is not None and last < oldest:
+                oldest = last
+            if not by_status or not last or now - last >= spec.interval_for(status(eid)) - slack:
                 due.append(es)
+        self._metrics.oldest_observation_age_seconds.labels(name).set(now - oldest)
         return due, in_maintenance
 
     async def run_set(self, name: str) -> PollReport:
         """One poll run of one watch set: queue its due events and wait for them."""
         if name not in self._catalog().sets:
             return PollReport()
+        started = self._clock.monotonic()
         due, in_maintenance = self._due(name)
         m = self._metrics
         m.events_in_maintenance.labels(name).set(in_maintenance)
         report = await self._dispatcher.submit(due)
+        spec = self._catalog().sets.get(name)
+        if spec is not None and self._clock.monotonic() - started >= spec.tick_seconds:
+            # More work than budget: the run took longer than the interval. Start the next
+            # one now instead of at the next tick, so no event waits a tick longer than needed.
+            self._run_again(name)
         report.skipped += in_maintenance
         outcome = "ok" if not report.failed else ("failed" if not report.ok else "partial")
         m.poll_runs_total.labels(name, outcome).inc()
@@ -167,18 +201,17 @@ class PollScheduler:
                 sched.remove_job(f"poll:{name}")
                 del self._intervals[name]
         for name, spec in sets.items():
-            if self._intervals.get(name) == spec.interval_seconds:
+            tick = spec.tick_seconds
+            if self._intervals.get(name) == tick:
                 continue
             if name in self._intervals:
-                sched.reschedule_job(
-                    f"poll:{name}", trigger="interval", seconds=spec.interval_seconds
-                )
-                self._intervals[name] = spec.interval_seconds
+                sched.reschedule_job(f"poll:{name}", trigger="interval", seconds=tick)
+                self._intervals[name] = tick
                 continue
             sched.add_job(
                 self.run_set,
                 "interval",
-                seconds=spec.interval_seconds,
+                seconds=tick,
                 args=[name],
                 id=f"poll:{name}",
                 name=name,
@@ -188,7 +221,14 @@ class PollScheduler:
                 misfire_grace_time=None,
                 next_run_time=datetime.now(UTC),
             )
-            self._intervals[name] = spec.interval_seconds
+            self._intervals[name] = tick
+
+    def _run_again(self, name: str) -> None:
+        sched = self._scheduler
+        if sched is None:
+            return
+        with contextlib.suppress(Exception):  # the job may have gone with a reload
+            sched.modify_job(f"poll:{name}", next_run_time=datetime.now(UTC))
 
     def _on_event(self, event: JobEvent) -> None:
         name = event.job_id.removeprefix("poll:")

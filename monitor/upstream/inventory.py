@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 from yarl import URL
+
+from monitor.poller.budget import Slot
 
 from monitor.clock import Clock, SystemClock
 from monitor.core.backoff import retry_after_seconds
@@ -101,6 +104,25 @@ def rate_headers(headers: Mapping[str, str]) -> RateHeaders | None:
     return RateHeaders(limit, available, over, reset / 1000.0 if reset is not None else None)
 
 
+async def _headers_sent(
+    session: aiohttp.ClientSession,
+    trace_ctx: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    ctx = trace_ctx.trace_request_ctx
+    if isinstance(ctx, dict):
+        slot = ctx.get("slot")
+        if isinstance(slot, Slot):
+            slot.sent()
+
+
+def trace_config() -> aiohttp.TraceConfig:
+    """Tells the rate budget when each request actually left (install it on the session)."""
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(_headers_sent)
+    return config
+
+
 class InventoryClient:
     """Sends one batch to the Inventory Status API and classifies the outcome.
 
@@ -129,8 +151,15 @@ class InventoryClient:
         # 17 KB query string per request is measurable.
         return URL(f"{self._base}?apikey={quote(self._key.reveal(), safe='')}{query}", encoded=True)
 
-    async def fetch(self, event_ids: Sequence[str], region: str | None = None) -> InventoryAnswer:
-        """One request for `event_ids` (all of one region). Raises an UpstreamError subclass."""
+    async def fetch(
+        self, event_ids: Sequence[str], region: str | None = None, slot: Slot | None = None
+    ) -> InventoryAnswer:
+        """One request for `event_ids` (all of one region). Raises an UpstreamError subclass.
+
+        `slot` (from the rate budget) is marked sent when the request headers are written (see
+        `trace_config`), or when the attempt ends without that having happened.
+        """
+        ctx = {"slot": slot} if slot is not None else None
         joined = ",".join(event_ids)
         region_q = f"&region={quote(region, safe='')}" if region else ""
         try:
@@ -141,12 +170,14 @@ class InventoryClient:
                     headers={"Content-Type": "application/x-www-form-urlencoded"},
                     timeout=self._timeout,
                     allow_redirects=False,
+                    trace_request_ctx=ctx,
                 )
             else:
                 resp_cm = self._session.get(
                     self._url(f"&events={joined}{region_q}"),
                     timeout=self._timeout,
                     allow_redirects=False,
+                    trace_request_ctx=ctx,
                 )
             async with resp_cm as resp:
                 body = await resp.read()
@@ -160,6 +191,9 @@ class InventoryClient:
             ) from None
         except asyncio.CancelledError:
             raise
+        finally:
+            if slot is not None:
+                slot.sent()  # no-op when the trace hook saw the headers go
         return self._classify(status, headers, body, event_ids)
 
     def _classify(
