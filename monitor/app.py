@@ -14,6 +14,7 @@ from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
+from monitor.actions.rules import ActionRules
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, ConfigIssue, load_config
 from monitor.config.catalog import Catalog, build_catalog
@@ -30,12 +31,15 @@ from monitor.poller.dispatcher import Dispatcher, Health, RetryPolicy
 from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
+from monitor.server.actions_api import ActionsApi
 from monitor.server.api import AdminApi, read_only_without_token
 from monitor.server.app import ApiServer
 from monitor.store.base import Store
 from monitor.store.sqlite import SQLiteStore
 from monitor.upstream.inventory import InventoryClient
 from monitor.upstream.inventory import trace_config as inventory_trace_config
+from monitor.upstream.marketplace import API as MARKETPLACE_API
+from monitor.upstream.marketplace import MarketplaceClient
 
 log = get_logger("monitor.app")
 
@@ -77,6 +81,7 @@ class Daemon:
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
         self._checkpointed = 0.0
+        self._background: set[asyncio.Task[None]] = set()
         self.url = ""
         self.session: aiohttp.ClientSession | None = None
         self.alertmanager: AlertmanagerNotifier | None = None
@@ -136,6 +141,7 @@ class Daemon:
             deny_private=n.deny_private_networks, resolver=self._webhook_resolver
         )
         self._stack.push_async_callback(self.webhook_session.close)
+        self.actions = await self._start_actions()
         self.outbox = OutboxWorker(
             store=self.store,
             subscriptions=self.subscriptions,
@@ -148,6 +154,7 @@ class Daemon:
             metrics=self.metrics,
             schedule=n.retry_schedule,
             clock=self.clock,
+            extra=self.actions,
         )
         self.outbox.start()
         self._stack.push_async_callback(self.outbox.stop, 2.0)
@@ -166,6 +173,35 @@ class Daemon:
             self._stack.push_async_callback(self.alertmanager.stop)
             notifiers.append(self.alertmanager)
         return [*notifiers, *self._extra_notifiers]
+
+    async def _start_actions(self) -> ActionRules:
+        market = self.config.marketplace
+        client = None
+        if market is not None:
+            session = aiohttp.ClientSession(
+                headers={"User-Agent": f"availability-monitor/{__version__}"},
+                trace_configs=[inventory_trace_config()],
+            )
+            self._stack.push_async_callback(session.close)
+            requests = self.metrics.upstream_requests_total
+            durations = self.metrics.upstream_request_duration_seconds
+
+            def observe(outcome: str, seconds: float) -> None:
+                requests.labels(MARKETPLACE_API, outcome).inc()
+                durations.labels(MARKETPLACE_API).observe(seconds)
+
+            client = MarketplaceClient(
+                session=session,
+                base_url=market.base_url,
+                api_token=market.api_token,
+                budget=RateBudget(market.rate_limit.requests, market.rate_limit.per_seconds),
+                timeout_seconds=market.timeout_seconds,
+                on_request=observe,
+                clock=self.clock,
+            )
+        rules = ActionRules(store=self.store, client=client, metrics=self.metrics)
+        await rules.load(self.config.actions)
+        return rules
 
     def _start_polling(self, notifiers: list[Notifier]) -> None:
         up = self.config.upstream
@@ -239,6 +275,9 @@ class Daemon:
         app = self.app = self.server.app()
         if cfg.server.admin_token is None:
             app.middlewares.append(read_only_without_token)
+        ActionsApi(
+            rules=self.actions, store=self.store, clock=self.clock, wake_outbox=self.outbox.wake
+        ).add_routes(app)
         AdminApi(
             subscriptions=self.subscriptions,
             store=self.store,
@@ -405,19 +444,28 @@ class Daemon:
                 "venues": new.venues,
                 "watch_sets": new.watch_sets,
                 "notifications": n_old.model_copy(update={"webhooks": n_new.webhooks}),
+                "actions": new.actions,
             }
         )
+        if new.marketplace != self.config.marketplace:
+            log.warning("the marketplace section changes only on restart; rules are reloaded")
         self._use_catalog(build_catalog(self._effective_config()))
         watched = self.catalog.events
         for eid in [e for e in self.live.observed_at if e not in watched]:
             del self.live.observed_at[eid]  # unwatched: the store keeps its state
-        task = asyncio.get_running_loop().create_task(self.subscriptions.set_config(n_new.webhooks))
+        task = asyncio.get_running_loop().create_task(self._reload_targets(new))
+        self._background.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda _: self.outbox.wake())
         self.metrics.config_reloads_total.labels("ok").inc()
         log.info(
             "config reloaded", watch_sets=len(self.catalog.sets), events=len(self.catalog.events)
         )
         return True
+
+    async def _reload_targets(self, new: Config) -> None:
+        await self.subscriptions.set_config(new.notifications.webhooks)
+        await self.actions.load(new.actions)
 
     async def run_forever(self, *, install_signals: bool = True) -> None:
         """Start, then run until SIGTERM/SIGINT; SIGHUP reloads the config."""

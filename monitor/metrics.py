@@ -116,6 +116,19 @@ class Metrics:
             p + "config_reloads_total", "SIGHUP reloads by outcome.", ["outcome"], registry=r
         )
         self.ready = Gauge(p + "ready", "1 while /readyz answers 200.", registry=r)
+        self.actions_total = Counter(
+            p + "actions_total",
+            "Marketplace action attempts by rule and outcome (ok, partial, not_found, "
+            "rejected, unconfirmed, retry, auth_failed, dry_run).",
+            ["rule", "outcome"],
+            registry=r,
+        )
+        self.action_rule_enabled = Gauge(
+            p + "action_rule_enabled",
+            "1 while an action rule is enabled; 0 after the marketplace refused the token.",
+            ["rule"],
+            registry=r,
+        )
         self.watch_set_interval_seconds = Gauge(
             p + "watch_set_interval_seconds",
             "Effective poll interval per watch set (after daily-quota planning).",

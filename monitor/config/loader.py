@@ -119,6 +119,7 @@ def parse_config(
 
     build_catalog(config, issues, origins)
     _check_webhooks(config, issues)
+    config = _check_actions(config, issues)
     if issues:
         raise ConfigError(_masked(issues, secrets), source)
     return config
@@ -140,6 +141,77 @@ def _check_webhooks(config: Config, issues: list[ConfigIssue]) -> None:
             check_url(hook.url, notifications.deny_private_networks)
         except BlockedAddress as exc:
             issues.append(ConfigIssue(f"notifications.webhooks[{i}].url", f"refused: {exc}"))
+
+
+def _check_actions(config: Config, issues: list[ConfigIssue]) -> Config:
+    """Every action rule would send a valid body; listings files are read in."""
+    from monitor.marketplace.validation import validate_bulk_update
+
+    if config.actions and config.marketplace is None:
+        issues.append(ConfigIssue("actions", "actions need a marketplace section"))
+    seen: set[str] = set()
+    actions = []
+    for i, action in enumerate(config.actions):
+        here = f"actions[{i}]"
+        if action.name in seen:
+            issues.append(ConfigIssue(f"{here}.name", f"duplicate name {action.name!r}"))
+        seen.add(action.name)
+        for path, message in validate_bulk_update(action.update):
+            issues.append(ConfigIssue(f"{here}.update.{path}", message))
+        if action.listings_file is not None:
+            extra = _read_listings_csv(action.listings_file, f"{here}.listings_file", issues)
+            merged = {k: list(v) for k, v in action.listings.items()}
+            for eid, ids in extra.items():
+                merged.setdefault(eid, []).extend(ids)
+            action = action.model_copy(update={"listings": merged})
+        if not action.listings:
+            issues.append(ConfigIssue(f"{here}.listings", "no listings to act on"))
+        actions.append(action)
+    return config.model_copy(update={"actions": actions}) if config.actions else config
+
+
+def _read_listings_csv(path: str, key: str, issues: list[ConfigIssue]) -> dict[str, list[int]]:
+    """`event_id,listing_id` rows (with that header) into a mapping."""
+    from monitor.config.models import EVENT_ID_RE
+
+    out: dict[str, list[int]] = {}
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
+        return out
+    with handle:
+        reader = csv.reader(handle)
+        header = [h.strip() for h in next(reader, [])]
+        if header != ["event_id", "listing_id"]:
+            issues.append(
+                ConfigIssue(key, f"{path} line 1: the header must be event_id,listing_id")
+            )
+            return out
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != 2:
+                issues.append(ConfigIssue(key, f"{path} line {line}: expected 2 fields"))
+                continue
+            eid, listing = row[0].strip(), row[1].strip()
+            if not EVENT_ID_RE.fullmatch(eid):
+                issues.append(
+                    ConfigIssue(
+                        key, f"{path} line {line}, column event_id: invalid event ID {eid!r}"
+                    )
+                )
+                continue
+            if not listing.isdigit() or int(listing) <= 0:
+                issues.append(
+                    ConfigIssue(
+                        key, f"{path} line {line}, column listing_id: must be a positive integer"
+                    )
+                )
+                continue
+            out.setdefault(eid, []).append(int(listing))
+    return out
 
 
 def _secret_values(node: Any) -> list[str]:

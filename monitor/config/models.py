@@ -343,6 +343,69 @@ class Notifications(Strict):
         return v
 
 
+# -- marketplace actions -----------------------------------------------------------------------
+
+
+class Marketplace(Strict):
+    """A broker marketplace's inventory API (seeds 002 and 003)."""
+
+    base_url: str
+    api_token: Secret
+    rate_limit: RateLimit = RateLimit(requests=10, per_seconds=1)
+    timeout_seconds: float = Field(15.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"https?://[^/\s]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+
+class When(Strict):
+    """An action's trigger: like a webhook filter, with `field` as one name or a list."""
+
+    watch_sets: list[str] = []
+    event_ids: list[EventId] = []
+    field: list[Literal["status", "resale_status"]] = []
+    from_: list[Literal[STATUS_NAMES]] = Field([], alias="from")  # type: ignore[valid-type]
+    to: list[Literal[STATUS_NAMES]] = []  # type: ignore[valid-type]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("field", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class Action(Strict):
+    """A rule: when a transition matches, apply `update` to the listings linked to its event."""
+
+    name: str
+    when: When = When()
+    listings: dict[EventId, list[int]] = {}
+    listings_file: str | None = None
+    update: dict[str, Any]
+    dry_run: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"invalid name {v!r}: use a-z 0-9 _ -")
+        return v
+
+    @field_validator("listings")
+    @classmethod
+    def _ids(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for eid, ids in v.items():
+            check_event_id(eid)
+            if any(i <= 0 for i in ids):
+                raise ValueError(f"listing IDs of {eid} must be positive integers")
+        return v
+
+
 class Config(Strict):
     """The whole config file."""
 
@@ -354,3 +417,5 @@ class Config(Strict):
     server: Server = Server()
     log: Logging = Logging()
     notifications: Notifications = Notifications()
+    marketplace: Marketplace | None = None
+    actions: list[Action] = []

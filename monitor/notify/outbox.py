@@ -13,14 +13,16 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Sequence
+from typing import Protocol
 
 from monitor.clock import Clock, SystemClock
 from monitor.core.filters import TransitionLike
 from monitor.domain import Transition
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
-from monitor.notify.subscriptions import Subscription, Subscriptions
-from monitor.notify.webhook import AttemptResult, WebhookSender
+from monitor.notify.base import AttemptResult, Target
+from monitor.notify.subscriptions import Subscriptions
+from monitor.notify.webhook import WebhookSender, WebhookTarget
 from monitor.store.base import Delivery, Store
 
 log = get_logger("monitor.outbox")
@@ -39,8 +41,24 @@ def next_delay(schedule: Sequence[float], attempts: int, rand: float) -> float |
     return schedule[attempts] * (0.9 + 0.2 * rand)
 
 
+class ExtraTargets(Protocol):
+    """More outbox targets beside the webhooks (the marketplace action rules)."""
+
+    def targets(self) -> list[Target]:
+        """Every target."""
+        ...
+
+    def route_all(self, transitions: Sequence[TransitionLike]) -> list[list[str]]:
+        """Target names per transition."""
+        ...
+
+    async def disable(self, name: str, reason: str) -> None:
+        """Stop attempting a target (its deliveries stay)."""
+        ...
+
+
 class OutboxWorker:
-    """Pumps due deliveries to their subscribers. Also a Notifier: new transitions wake it."""
+    """Pumps due deliveries to their targets. Also a Notifier: new transitions wake it."""
 
     def __init__(
         self,
@@ -53,10 +71,12 @@ class OutboxWorker:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         idle_seconds: float = 5.0,
+        extra: ExtraTargets | None = None,
     ) -> None:
         self._store = store
         self._subs = subscriptions
         self._sender = sender
+        self.extra = extra
         self._metrics = metrics
         self._schedule = list(schedule)
         self._clock = clock or SystemClock()
@@ -74,8 +94,19 @@ class OutboxWorker:
         return self._schedule[0]
 
     def route_all(self, transitions: Sequence[TransitionLike]) -> list[list[str]]:
-        """Which subscriptions get each transition (the processor stores these rows with it)."""
-        return self._subs.route_all(transitions)
+        """Which targets get each transition (the processor stores these rows with it)."""
+        routes = self._subs.route_all(transitions)
+        if self.extra is not None:
+            for names, more in zip(routes, self.extra.route_all(transitions), strict=True):
+                names.extend(more)
+        return routes
+
+    def targets(self) -> list[Target]:
+        """Webhook subscriptions, then the extra targets."""
+        out: list[Target] = [WebhookTarget(s, self._sender) for s in self._subs.all()]
+        if self.extra is not None:
+            out += self.extra.targets()
+        return out
 
     async def notify(self, transitions: Sequence[Transition]) -> None:
         """New transitions (and their deliveries) are stored: look at the outbox now."""
@@ -107,11 +138,14 @@ class OutboxWorker:
         while True:
             self._wake.clear()
             try:
-                await self.pump()
+                started = await self.pump()
                 wait = self._idle
                 next_at = await self._store.next_delivery_at()
-                if next_at is not None:
-                    wait = min(wait, max(0.0, next_at - self._clock.wall()))
+                now = self._clock.wall()
+                # An overdue delivery that could not start (its target is disabled or busy)
+                # must not turn this into a busy loop: then wait for a wake-up or the idle time.
+                if next_at is not None and (next_at > now or started):
+                    wait = min(wait, max(0.0, next_at - now))
             except Exception:
                 log.exception("outbox pump failed; trying again shortly")
                 wait = 1.0
@@ -122,14 +156,14 @@ class OutboxWorker:
         """Start attempts for every due delivery there is room for; returns how many started."""
         started = 0
         now = self._clock.wall()
-        for sub in self._subs.all():
-            if not sub.enabled:
+        for target in self.targets():
+            if not target.enabled:
                 continue
-            busy = self._in_flight.setdefault(sub.name, set())
-            room = sub.max_in_flight - len(busy)
+            busy = self._in_flight.setdefault(target.name, set())
+            room = target.max_in_flight - len(busy)
             if room <= 0:
                 continue
-            due = await self._store.due_deliveries(sub.name, now, room + len(busy))
+            due = await self._store.due_deliveries(target.name, now, room + len(busy))
             for delivery in due:
                 if room <= 0:
                     break
@@ -138,7 +172,7 @@ class OutboxWorker:
                 busy.add(delivery.id)
                 room -= 1
                 started += 1
-                task = asyncio.create_task(self._attempt(sub, delivery))
+                task = asyncio.create_task(self._attempt(target, delivery))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         await self._refresh_counts()
@@ -155,30 +189,34 @@ class OutboxWorker:
             elif not started:
                 return
 
-    async def _attempt(self, sub: Subscription, delivery: Delivery) -> None:
+    async def _attempt(self, target: Target, delivery: Delivery) -> None:
         try:
-            result = await self._sender.attempt(sub, delivery)
-            await self._settle(sub, delivery, result)
+            result = await target.attempt(delivery)
+            await self._settle(target, delivery, result)
         except Exception:
             log.exception("delivery attempt crashed", delivery_id=delivery.id)
         finally:
-            self._in_flight.get(sub.name, set()).discard(delivery.id)
+            self._in_flight.get(target.name, set()).discard(delivery.id)
             self._wake.set()  # the next delivery of this event may go now
 
-    async def _settle(self, sub: Subscription, delivery: Delivery, result: AttemptResult) -> None:
+    async def _settle(self, target: Target, delivery: Delivery, result: AttemptResult) -> None:
         m = self._metrics
+        name = target.name
+        webhook = isinstance(target, WebhookTarget)
         now = self._clock.wall()
         attempts = delivery.attempts + 1
-        m.webhook_deliveries_total.labels(sub.name, result.outcome).inc()
+        if webhook:
+            m.webhook_deliveries_total.labels(name, result.outcome).inc()
         if result.outcome == "success":
-            await self._store.delivery_done(delivery.id)
-            m.webhook_delivery_latency_seconds.labels(sub.name).observe(
-                max(0.0, now - delivery.created_at)
-            )
+            await self._store.delivery_done(delivery.id, result.result, now)
+            if webhook:
+                m.webhook_delivery_latency_seconds.labels(name).observe(
+                    max(0.0, now - delivery.created_at)
+                )
             return
         log.warning(
-            "webhook delivery failed",
-            subscription=sub.name,
+            "delivery failed" if not webhook else "webhook delivery failed",
+            subscription=name,
             delivery_id=delivery.id,
             attempt=attempts,
             outcome=result.outcome,
@@ -187,27 +225,35 @@ class OutboxWorker:
         )
         if result.outcome == "gone":
             await self._store.delivery_retry(delivery.id, attempts, now, result.error)
-            await self._subs.set_enabled(sub.name, False, "the endpoint answered 410 Gone")
-            m.webhook_subscription_enabled.labels(sub.name).set(0)
-            log.error(
-                "subscription disabled: the endpoint answered 410 Gone",
-                subscription=sub.name,
-            )
+            reason = result.error or "the endpoint answered 410 Gone"
+            if webhook:
+                await self._subs.set_enabled(name, False, reason)
+                m.webhook_subscription_enabled.labels(name).set(0)
+            elif self.extra is not None:
+                await self.extra.disable(name, reason)
+            log.error("target disabled", subscription=name, reason=reason)
             return
         delay = next_delay(self._schedule, attempts, self._rng.random())
-        if delay is None:
+        if delay is None or result.outcome == "dead":
             await self._store.delivery_dead(delivery.id, attempts, result.error, now)
-            m.webhook_deliveries_total.labels(sub.name, "dead").inc()
+            if webhook:
+                m.webhook_deliveries_total.labels(name, "dead").inc()
             log.error(
-                "webhook delivery is a dead letter: retry schedule spent",
-                subscription=sub.name,
+                "delivery is a dead letter",
+                subscription=name,
                 delivery_id=delivery.id,
                 attempts=attempts,
+                why="not retried" if result.outcome == "dead" else "retry schedule spent",
             )
             return
         if result.retry_after is not None:
             delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER))
         await self._store.delivery_retry(delivery.id, attempts, now + delay, result.error)
+
+    async def refresh_counts(self) -> None:
+        """Publish pending and dead-letter gauges now."""
+        self._last_counts = -1.0
+        await self._refresh_counts()
 
     async def _refresh_counts(self) -> None:
         now = self._clock.monotonic()

@@ -13,20 +13,11 @@ from monitor.clock import Clock, SystemClock
 from monitor.core.backoff import retry_after_seconds
 from monitor.logs import redact
 from monitor.notify import payload
+from monitor.notify.base import AttemptResult
 from monitor.notify.signing import sign
 from monitor.notify.ssrf import GuardedResolver, refused_ip_literal
 from monitor.notify.subscriptions import Subscription
 from monitor.store.base import Delivery
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    """How an attempt went. `outcome`: success, failure, gone (410) or refused (SSRF guard)."""
-
-    outcome: str
-    status: int | None = None
-    retry_after: float | None = None
-    error: str = ""
 
 
 def make_session(
@@ -42,6 +33,33 @@ def make_session(
         connector=connector,
         headers={"User-Agent": f"availability-monitor/{__version__}"},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """A subscription as an outbox target."""
+
+    sub: Subscription
+    sender: WebhookSender
+
+    @property
+    def name(self) -> str:
+        """The subscription's name."""
+        return self.sub.name
+
+    @property
+    def enabled(self) -> bool:
+        """Whether it is enabled."""
+        return self.sub.enabled
+
+    @property
+    def max_in_flight(self) -> int:
+        """Its concurrency."""
+        return self.sub.max_in_flight
+
+    async def attempt(self, delivery: Delivery) -> AttemptResult:
+        """POST the delivery."""
+        return await self.sender.attempt(self.sub, delivery)
 
 
 class WebhookSender:

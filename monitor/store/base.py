@@ -42,9 +42,11 @@ class Delivery:
     attempts: int
     next_attempt_at: float
     created_at: float
-    state: str  # pending | dead
+    state: str  # pending | dead | done (kept only when a result was recorded)
     last_error: str | None = None
     dead_at: float | None = None
+    result: Mapping[str, Any] | None = None
+    finished_at: float | None = None
 
 
 def delivery_id(sequence: int, subscription: str) -> str:
@@ -108,8 +110,15 @@ class Store(Protocol):
         """When the earliest pending delivery is due (None when there is none)."""
         ...
 
-    async def delivery_done(self, delivery_id: str) -> None:
-        """A 2xx: the delivery leaves the outbox."""
+    async def delivery_done(
+        self, delivery_id: str, result: Mapping[str, Any] | None = None, now: float = 0.0
+    ) -> None:
+        """Success: the delivery leaves the outbox; with a `result` it is kept as `done` (the
+        most recent few thousand), so `recent_deliveries` can show what happened."""
+        ...
+
+    async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
+        """Deliveries (any state) of targets whose name starts with `prefix`, newest first."""
         ...
 
     async def delivery_retry(

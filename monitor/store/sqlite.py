@@ -66,6 +66,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, name)
     );
     """,
+    """
+    ALTER TABLE deliveries ADD COLUMN result TEXT;
+    ALTER TABLE deliveries ADD COLUMN finished_at REAL;
+    CREATE INDEX deliveries_recent ON deliveries (subscription, created_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -303,9 +308,15 @@ class SQLiteStore:
         """When the earliest pending delivery is due."""
         return await self._run(outbox.next_at, self._db)
 
-    async def delivery_done(self, delivery_id: str) -> None:
-        """Remove a delivered message."""
-        await self._tx(outbox.done, delivery_id)
+    async def delivery_done(
+        self, delivery_id: str, result: Mapping[str, Any] | None = None, now: float = 0.0
+    ) -> None:
+        """Remove a delivered message, or keep it as done with its result."""
+        await self._tx(outbox.done, delivery_id, result, now)
+
+    async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
+        """Newest deliveries of targets named `prefix...`."""
+        return await self._run(outbox.recent, self._db, prefix, limit)
 
     async def delivery_retry(
         self, delivery_id: str, attempts: int, next_attempt_at: float, error: str

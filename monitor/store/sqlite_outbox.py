@@ -13,19 +13,24 @@ from monitor.store.base import Delivery, delivery_id
 
 _COLUMNS = (
     "d.id, d.subscription, d.attempts, d.next_attempt_at, d.created_at, d.state, d.last_error,"
-    " d.dead_at, t.sequence, t.event_id, t.watch_sets, t.field, t.previous, t.current,"
-    " t.observed_at, t.extra"
+    " d.dead_at, d.result, d.finished_at, t.sequence, t.event_id, t.watch_sets, t.field,"
+    " t.previous, t.current, t.observed_at, t.extra"
 )
+#: Finished deliveries kept with their result (for /v1/actions), per store.
+KEEP_DONE = 5000
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
-    (did, sub, attempts, next_at, created, state, error, dead_at) = row[:8]
-    seq, eid, sets, field, prev, cur, at, extra = row[8:]
+    (did, sub, attempts, next_at, created, state, error, dead_at, result, finished) = row[:10]
+    seq, eid, sets, field, prev, cur, at, extra = row[10:]
     transition = Transition(
         seq, eid, tuple(orjson.loads(sets)), field, prev, cur, at,
         orjson.loads(extra) if extra else {},
     )  # fmt: skip
-    return Delivery(did, sub, transition, attempts, next_at, created, state, error, dead_at)
+    return Delivery(
+        did, sub, transition, attempts, next_at, created, state, error, dead_at,
+        orjson.loads(result) if result else None, finished,
+    )  # fmt: skip
 
 
 def insert(
@@ -59,9 +64,31 @@ def next_at(db: sqlite3.Connection) -> float | None:
     return float(value) if value is not None else None
 
 
-def done(db: sqlite3.Connection, did: str) -> None:
-    """Delete a delivered message."""
-    db.execute("DELETE FROM deliveries WHERE id = ?", (did,))
+def done(db: sqlite3.Connection, did: str, result: Mapping[str, Any] | None, now: float) -> None:
+    """Delete a delivered message, or keep it as done with its result (the newest few)."""
+    if result is None:
+        db.execute("DELETE FROM deliveries WHERE id = ?", (did,))
+        return
+    db.execute(
+        "UPDATE deliveries SET state = 'done', result = ?, finished_at = ? WHERE id = ?",
+        (orjson.dumps(dict(result)).decode(), now, did),
+    )
+    db.execute(
+        "DELETE FROM deliveries WHERE state = 'done' AND id NOT IN (SELECT id FROM deliveries"
+        " WHERE state = 'done' ORDER BY finished_at DESC LIMIT ?)",
+        (KEEP_DONE,),
+    )
+
+
+def recent(db: sqlite3.Connection, prefix: str, limit: int) -> list[Delivery]:
+    """Newest deliveries of targets whose name starts with `prefix`."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM deliveries d JOIN transitions t ON t.sequence = d.sequence"  # noqa: S608
+        " WHERE d.subscription >= ? AND d.subscription < ? ORDER BY d.created_at DESC,"
+        " d.sequence DESC LIMIT ?",
+        (prefix, prefix + "\uffff", limit),
+    )
+    return [_delivery(r) for r in rows]
 
 
 def retry(db: sqlite3.Connection, did: str, attempts: int, next_at: float, error: str) -> None:
@@ -85,7 +112,8 @@ def counts(db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
     """(pending, dead) per subscription."""
     out: dict[str, tuple[int, int]] = {}
     for sub, state, n in db.execute(
-        "SELECT subscription, state, COUNT(*) FROM deliveries GROUP BY subscription, state"
+        "SELECT subscription, state, COUNT(*) FROM deliveries WHERE state != 'done'"
+        " GROUP BY subscription, state"
     ):
         pending, dead_n = out.get(sub, (0, 0))
         out[sub] = (pending + n, dead_n) if state == "pending" else (pending, dead_n + n)

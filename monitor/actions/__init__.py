@@ -1,0 +1,1 @@
+"""Acting on transitions: marketplace bulk updates as rules, run through the outbox."""
