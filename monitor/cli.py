@@ -114,11 +114,11 @@ def summarize(config: Config) -> str:
                     line += " (STILL OVER: every set at once a day)"
         lines.append(line)
     n = config.notifications
-    for hook in n.webhooks:
-        lines.append(
-            f"  webhook       {hook.name}: {hook.url} ({hook.format}, "
-            f"{len(hook.all_secrets())} secret(s))"
-        )
+    lines.extend(
+        f"  webhook       {hook.name}: {hook.url} ({hook.format}, "
+        f"{len(hook.all_secrets())} secret(s))"
+        for hook in n.webhooks
+    )
     if n.alertmanager is not None:
         lines.append(
             f"  alertmanager  {n.alertmanager.url} while status in "

@@ -143,9 +143,11 @@ async def test_400_is_dead_lettered_with_the_marketplace_message(world, tmp_path
     [dead] = await d.store.dead_letters("action:reprice-on-sellout", 10)
     assert "inventory[price] is invalid" in dead.last_error
     assert len(market.requests) == 1  # never retried blindly
-    async with aiohttp.ClientSession() as s:
-        async with s.get(d.url + "/v1/actions/reprice-on-sellout/dead-letters") as r:
-            assert (await r.json())["dead_letters"][0]["id"] == dead.id
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(d.url + "/v1/actions/reprice-on-sellout/dead-letters") as r,
+    ):
+        assert (await r.json())["dead_letters"][0]["id"] == dead.id
 
 
 async def test_500_is_retried_with_backoff(world, tmp_path, start_daemon):

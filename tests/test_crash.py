@@ -19,6 +19,7 @@ from monitor.simulator import Simulator
 from tests.conftest import API_KEY
 
 SECRET = new_secret()
+_DRAINS: set[asyncio.Task[None]] = set()
 IDS = [f"CRASH{i:011d}" for i in range(40)]
 
 
@@ -49,7 +50,7 @@ async def start(config: Path) -> tuple[asyncio.subprocess.Process, str]:
         line = await asyncio.wait_for(proc.stderr.readline(), 20)
         if b"daemon started" in line:
             url = json.loads(line)["listen"]
-            asyncio.create_task(_drain(proc))  # keep the pipe from filling up
+            _DRAINS.add(asyncio.create_task(_drain(proc)))  # keep the pipe from filling up
             return proc, url
     raise AssertionError("daemon did not start")
 
@@ -105,7 +106,9 @@ async def test_sigkill_mid_flight_loses_no_transition_and_no_webhook(tmp_path):
             await receiver.stop()
 
     with sqlite3.connect(state) as db:
-        sequences = [row[0] for row in db.execute("SELECT sequence FROM transitions ORDER BY sequence")]
+        sequences = [
+            row[0] for row in db.execute("SELECT sequence FROM transitions ORDER BY sequence")
+        ]
     assert len(sequences) >= 10
     assert sequences == list(range(1, len(sequences) + 1))  # no gap, no repeat
     delivered = {r.msg_id for r in receiver.ok("/ops")}

@@ -134,7 +134,7 @@ class RateBudget:
                 await asyncio.sleep(turn - now)
             await self._throttler.acquire()  # type: ignore[no-untyped-call]
             while (wait := self._ledger_wait()) > 0:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(wait)  # noqa: ASYNC110 - a time-based wait, not a signal
             if self._paused_until > time.monotonic():
                 continue  # a pause began while we waited: the throttle slot is spent, wait
             self._last_sent = time.monotonic()
