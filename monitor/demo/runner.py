@@ -17,8 +17,8 @@ from monitor.clock import utc_datetime
 from monitor.config import Config, parse_config
 from monitor.config.models import Notifications
 from monitor.demo.receiver import Received, Receiver
-from monitor.notify.signing import new_secret
 from monitor.domain import Transition
+from monitor.notify.signing import new_secret
 
 _ARROW = "->"
 

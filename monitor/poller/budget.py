@@ -133,8 +133,8 @@ class RateBudget:
             if turn > now:
                 await asyncio.sleep(turn - now)
             await self._throttler.acquire()  # type: ignore[no-untyped-call]
-            while (wait := self._ledger_wait()) > 0:
-                await asyncio.sleep(wait)  # noqa: ASYNC110 - a time-based wait, not a signal
+            while (wait := self._ledger_wait()) > 0:  # noqa: ASYNC110 - a time-based wait
+                await asyncio.sleep(wait)
             if self._paused_until > time.monotonic():
                 continue  # a pause began while we waited: the throttle slot is spent, wait
             self._last_sent = time.monotonic()

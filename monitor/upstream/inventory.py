@@ -12,12 +12,11 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from monitor.poller.budget import Slot
-
 from monitor.clock import Clock, SystemClock
 from monitor.core.backoff import retry_after_seconds
 from monitor.domain import STATUS_SET, UNKNOWN, Observation
 from monitor.logs import redact
+from monitor.poller.budget import Slot
 from monitor.secrets import Secret
 from monitor.upstream.errors import (
     AuthFailed,
