@@ -1,5 +1,6 @@
 """The built-in upstream simulator: a deterministic, fault-injecting stand-in for the Ticketmaster
-Inventory Status API, for the demo, the tests and the benchmarks.
+Inventory Status API and the Partner API (OAuth, event details), for the demo, the tests and the
+benchmarks.
 
     async with Simulator(seed=1, faults=[{"kind": "error", "count": 2}]) as sim:
         ...  # GET f"{sim.url}/inventory-status/v1/availability?apikey=k&events=A,B"
@@ -19,6 +20,7 @@ from monitor.simulator.inventory import (
     SpikeArrest,
     max_in_window,
 )
+from monitor.simulator.partner import VENUES, EventScript, PartnerSim, Venue, venue_by_id
 from monitor.simulator.world import EVENT_ID_RE, RESALE_STATUSES, World
 
 __all__ = [
@@ -29,18 +31,23 @@ __all__ = [
     "NO_ANSWER",
     "PATH",
     "RESALE_STATUSES",
+    "VENUES",
     "Decision",
+    "EventScript",
     "Fault",
     "FaultPlan",
     "InventoryAPI",
+    "PartnerSim",
     "Quota",
     "RequestLog",
     "RequestRecord",
     "Simulator",
     "SpikeArrest",
+    "Venue",
     "World",
     "add_arguments",
     "max_in_window",
     "parse_faults",
     "serve_from_args",
+    "venue_by_id",
 ]

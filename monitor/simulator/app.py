@@ -16,6 +16,15 @@ from aiohttp import web
 from monitor.clock import Clock, SystemClock
 from monitor.simulator.faults import Fault, FaultPlan, parse_faults
 from monitor.simulator.inventory import InventoryAPI, Quota, RequestLog, SpikeArrest
+from monitor.simulator.partner import (
+    DEFAULT_TOKEN_SECONDS,
+    PREFIX,
+    SANDBOX_PREFIX,
+    VENUES,
+    PartnerSim,
+    epoch,
+    venue_by_id,
+)
 from monitor.simulator.world import World
 
 MAX_LINE: Final = 64 * 1024
@@ -24,6 +33,13 @@ too short for a 1000-ID GET: 1000 IDs of 16 characters make a ~17 KB query strin
 
 _SHUTDOWN_TIMEOUT: Final = 1.0
 _CLI_LOG_LIMIT: Final = 100_000
+
+_PARTNER_FIELD_TYPES: Final = (
+    ("found", bool),
+    ("api_transactable", bool),
+    ("name", str),
+    ("time_zone", str),
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,8 +90,13 @@ class Simulator:
 
     `world` (statuses and scripts), `faults` (the fault plan) and `log` (the request log) can
     be changed while it runs, from Python or through the `/_sim/` control endpoints. Wall
-    time for statuses and quota periods comes from `clock`; request arrival times `t` in the
-    log and the spike-arrest window use the real monotonic clock.
+    time for statuses, quota periods and token lifetimes comes from `clock`; request arrival
+    times `t` in the log and the spike-arrest windows use the real monotonic clock.
+
+    The Partner API (`partner`, a PartnerSim) is served under `/partners/v1` and
+    `/partners-sandbox/v1` (`partner_url`); it accepts any non-empty API key and client secret
+    unless `partner_api_key` / `partner_client_secret` are given, issues tokens that live
+    `token_seconds`, and may have its own spike arrest (`partner_rate_limit`).
     """
 
     def __init__(
@@ -92,6 +113,10 @@ class Simulator:
         record_ids: bool = False,
         clock: Clock | None = None,
         log_limit: int | None = None,
+        partner_api_key: str | None = None,
+        partner_client_secret: str | None = None,
+        token_seconds: float = DEFAULT_TOKEN_SECONDS,
+        partner_rate_limit: tuple[int, float] | None = None,
     ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.world = World(
@@ -106,6 +131,17 @@ class Simulator:
             clock=self.clock,
             api_key=api_key,
             record_ids=record_ids,
+        )
+        self.partner = PartnerSim(
+            world=self.world,
+            faults=self.faults,
+            log=self.log,
+            clock=self.clock,
+            api_key=partner_api_key,
+            client_secret=partner_client_secret,
+            token_seconds=token_seconds,
+            record_ids=record_ids,
+            spike_arrest=None if partner_rate_limit is None else SpikeArrest(*partner_rate_limit),
         )
         self.set_rate_limit(rate_limit)
         self.set_quota(quota)
@@ -144,6 +180,8 @@ class Simulator:
                 handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_LINE}
             )
             self.inventory.add_routes(app)
+            self.partner.add_routes(app, PREFIX)
+            self.partner.add_routes(app, SANDBOX_PREFIX)
             self._add_control_routes(app)
             self._app = app
         return self._app
@@ -155,11 +193,17 @@ class Simulator:
             raise RuntimeError("the simulator is not running")
         return self._url
 
+    @property
+    def partner_url(self) -> str:
+        """The Partner API's base URL, e.g. `http://127.0.0.1:54321/partners/v1`, once started."""
+        return self.url + PREFIX
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on host:port (0 = a free port); returns the base URL."""
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
         self.inventory.open()
+        self.partner.open()
         # handler_cancellation: a client that gives up (e.g. on a timeout fault) cancels its
         # handler instead of leaving it sleeping until shutdown.
         runner = web.AppRunner(
@@ -186,6 +230,7 @@ class Simulator:
         if runner is None:
             return
         self.inventory.release()
+        self.partner.release()
         await runner.cleanup()
 
     async def __aenter__(self) -> Self:
@@ -216,6 +261,12 @@ class Simulator:
             ("POST", "/_sim/rate-limit", self._post_rate_limit),
             ("GET", "/_sim/quota", self._get_quota),
             ("POST", "/_sim/quota", self._post_quota),
+            ("GET", "/_sim/partner/events", self._get_partner_events),
+            ("POST", "/_sim/partner/events", self._post_partner_events),
+            ("DELETE", "/_sim/partner/events", self._delete_partner_events),
+            ("GET", "/_sim/partner/tokens", self._get_partner_tokens),
+            ("DELETE", "/_sim/partner/tokens", self._delete_partner_tokens),
+            ("GET", "/_sim/partner/venues", self._get_partner_venues),
         )
         for method, path, handler in routes:
             app.router.add_route(method, path, _guarded(handler))
@@ -288,6 +339,64 @@ class Simulator:
         self.set_quota(_pair(await _read_json(request), "calls", "period_seconds"))
         return await self._get_quota(request)
 
+    async def _get_partner_events(self, request: web.Request) -> web.StreamResponse:
+        return _json({k: v.to_json() for k, v in self.partner.scripted.items()})
+
+    async def _post_partner_events(self, request: web.Request) -> web.StreamResponse:
+        body = await _read_json(request)
+        if not isinstance(body, dict):
+            raise ValueError('expected {"EVENT_ID": {"time_zone": ..., "event_date": ...}, ...}')
+        allowed = {
+            "found",
+            "name",
+            "venue",
+            "time_zone",
+            "event_date",
+            "offsale",
+            "api_transactable",
+        }
+        for event_id, fields in body.items():
+            if not isinstance(fields, dict) or not set(fields) <= allowed:
+                raise ValueError(f"event {event_id!r}: expected an object with {sorted(allowed)}")
+            for name, kind in _PARTNER_FIELD_TYPES:
+                value = fields.get(name)
+                if value is not None and not isinstance(value, kind):
+                    raise ValueError(f"event {event_id!r}: {name} must be a {kind.__name__}")
+            if fields.get("venue") is not None:
+                venue_by_id(fields["venue"])
+            for name in ("event_date", "offsale"):
+                if fields.get(name) is not None:
+                    epoch(fields[name])
+        scripts = {
+            event_id: self.partner.set_event(event_id, **fields).to_json()
+            for event_id, fields in body.items()
+        }
+        return _json(scripts)
+
+    async def _delete_partner_events(self, request: web.Request) -> web.StreamResponse:
+        self.partner.clear_events()
+        return _json({"cleared": True})
+
+    async def _get_partner_tokens(self, request: web.Request) -> web.StreamResponse:
+        partner = self.partner
+        return _json(
+            {
+                "token_seconds": partner.token_seconds,
+                "token_requests": partner.token_requests,
+                "tokens_issued": partner.tokens_issued,
+                "active": partner.active_tokens(),
+                "details_requests": partner.details_requests,
+            }
+        )
+
+    async def _delete_partner_tokens(self, request: web.Request) -> web.StreamResponse:
+        return _json({"revoked": self.partner.revoke_tokens()})
+
+    async def _get_partner_venues(self, request: web.Request) -> web.StreamResponse:
+        return _json(
+            [{"id": v.id, "name": v.name, "city": v.city, "time_zone": v.time_zone} for v in VENUES]
+        )
+
 
 # -- command line -----------------------------------------------------------------------------
 
@@ -340,6 +449,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help='a fault (or a list), e.g. \'{"kind": "error", "count": 3}\'; repeatable',
     )
+    parser.add_argument(
+        "--partner-api-key", default=None, help="the only Partner API key accepted (default: any)"
+    )
+    parser.add_argument(
+        "--partner-client-secret",
+        default=None,
+        help="the only Partner API client secret accepted (default: any)",
+    )
+    parser.add_argument(
+        "--token-seconds",
+        type=float,
+        default=DEFAULT_TOKEN_SECONDS,
+        help="lifetime of Partner API tokens",
+    )
+    parser.add_argument(
+        "--partner-rate-limit",
+        type=_ratio,
+        default=None,
+        metavar="N/S",
+        help="Partner API spike arrest, e.g. 10/1",
+    )
 
 
 async def serve_from_args(args: argparse.Namespace) -> None:
@@ -354,6 +484,10 @@ async def serve_from_args(args: argparse.Namespace) -> None:
         quota=args.quota,
         faults=faults,
         log_limit=_CLI_LOG_LIMIT,
+        partner_api_key=args.partner_api_key,
+        partner_client_secret=args.partner_client_secret,
+        token_seconds=args.token_seconds,
+        partner_rate_limit=args.partner_rate_limit,
     )
     url = await sim.start(args.host, args.port)
     try:
