@@ -1,0 +1,306 @@
+"""The PostgreSQL store: a pool of asyncpg connections, one transaction per batch.
+
+Several daemons may share one database (and schema): migrations run under an advisory lock, and
+transition sequences are handed out in commit order, so a reader paging with `since` never
+skips a transition that commits late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from monitor.core.transitions import EventState
+from monitor.domain import Transition
+from monitor.store import postgres_sql as sql
+from monitor.store.base import Delivery, NewTransition, StoredState, delivery_id
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_OBSERVED_CHUNK = 20_000
+_CLOSE_SECONDS = 5.0
+
+
+class PostgresStore:
+    """The Store on PostgreSQL (asyncpg pool; every table lives in `schema`, created if missing).
+
+    `open()` creates or migrates the schema; several stores opening at once on one database
+    is safe. A transition is durable once `record` returns (the server's commit).
+    """
+
+    def __init__(
+        self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 10
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(
+                f"invalid schema name {schema!r}: 1 to 63 characters of A-Z a-z 0-9 _, "
+                "not starting with a digit"
+            )
+        self._dsn = dsn
+        self._schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: Any = None  # asyncpg.Pool
+
+    @property
+    def schema(self) -> str:
+        """The schema that holds this store's tables."""
+        return self._schema
+
+    @property
+    def _db(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        """Connect the pool, then create or migrate the schema."""
+        quoted = f'"{self._schema}"'
+        self._pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            server_settings={"search_path": quoted, "application_name": "availability-monitor"},
+        )
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._migrate(conn, quoted)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self, conn: Any, quoted: str) -> None:
+        # Held until commit: replicas starting together migrate one after another, and each
+        # later one sees the finished schema (READ COMMITTED: every statement sees the latest).
+        await conn.execute(sql.XACT_LOCK, sql.MIGRATION_LOCK, self._schema)
+        # Checked first because CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the
+        # database even when the schema exists, which a least-privileged role may lack.
+        if not await conn.fetchval(sql.SCHEMA_EXISTS, self._schema):
+            await conn.execute(f"CREATE SCHEMA {quoted}")
+        await conn.execute(f"SET LOCAL search_path TO {quoted}")
+        await conn.execute(sql.CREATE_MIGRATIONS_TABLE)
+        version = int(await conn.fetchval(sql.APPLIED_VERSION))
+        if version > sql.SCHEMA_VERSION:
+            raise RuntimeError(
+                f"PostgreSQL schema {self._schema} has version {version}, newer than this "
+                f"daemon's {sql.SCHEMA_VERSION}: upgrade the daemon or use another schema"
+            )
+        for number in range(version, sql.SCHEMA_VERSION):
+            await conn.execute(sql.MIGRATIONS[number])
+            await conn.execute(sql.MARK_APPLIED, number + 1)
+
+    async def close(self) -> None:
+        """Close the pool, letting queries in flight finish for a few seconds."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Cancelled by the timeout, asyncpg's close terminates every connection itself.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pool.close(), _CLOSE_SECONDS)
+
+    async def load_states(self) -> dict[str, StoredState]:
+        """Every stored event state."""
+        rows = await self._db.fetch(sql.LOAD_STATES)
+        return {
+            eid: StoredState(EventState((s, sp, ss), (r, rp, rs)), at)
+            for eid, s, sp, ss, r, rp, rs, at in rows
+        }
+
+    async def record(
+        self,
+        changed: Mapping[str, EventState],
+        transitions: Sequence[NewTransition],
+        observed_at: float,
+        deliveries: Sequence[Sequence[str]] = (),
+        delivery_at: float = 0.0,
+    ) -> list[Transition]:
+        """One transaction: upsert changed states, append transitions and their deliveries."""
+        if not changed and not transitions:
+            return []
+        async with self._db.acquire() as conn, conn.transaction():
+            # A fencing check belongs here, first in the transaction and holding the lease row
+            # (FOR SHARE) until commit, so that a refused write leaves nothing behind and a
+            # takeover cannot slip in between check and commit.
+            if changed:
+                await conn.execute(sql.UPSERT_STATES, *_state_columns(changed), observed_at)
+            if not transitions:
+                return []
+            sequences = await self._allocate(conn, len(transitions))
+            await conn.execute(sql.INSERT_TRANSITIONS, sequences, *_transition_columns(transitions))
+            rows = [
+                (delivery_id(seq, sub), sub, seq, t.event_id)
+                for seq, t, subs in zip(sequences, transitions, deliveries, strict=False)
+                for sub in subs
+            ]
+            if rows:
+                await conn.execute(sql.INSERT_DELIVERIES, *_columns(rows, 4), delivery_at)
+        return [
+            Transition(
+                seq, t.event_id, t.watch_sets, t.field, t.previous, t.current, t.observed_at,
+                t.extra,
+            )
+            for seq, t in zip(sequences, transitions, strict=True)
+        ]  # fmt: skip
+
+    async def _allocate(self, conn: Any, count: int) -> list[int]:
+        # The lock, held to commit, makes sequence order commit order: were two batches to
+        # interleave, a reader could page past a lower sequence that commits later. It is
+        # taken after the state upsert so that it is never held while waiting for a row lock.
+        await conn.execute(sql.XACT_LOCK, sql.SEQUENCE_LOCK, self._schema)
+        rows = await conn.fetch(sql.ALLOCATE_SEQUENCES, count)
+        return sorted(int(r[0]) for r in rows)
+
+    async def save_observed(self, items: Sequence[tuple[float, str]]) -> None:
+        """Checkpoint observation times (only ever forward), in chunks of bounded size."""
+        for start in range(0, len(items), _OBSERVED_CHUNK):
+            chunk = items[start : start + _OBSERVED_CHUNK]
+            await self._db.execute(
+                sql.SAVE_OBSERVED, [eid for _, eid in chunk], [at for at, _ in chunk]
+            )
+
+    async def transitions_since(self, since: int, limit: int) -> list[Transition]:
+        """Transitions after `since`, oldest first."""
+        rows = await self._db.fetch(sql.TRANSITIONS_SINCE, since, limit)
+        return [_transition(row) for row in rows]
+
+    async def last_sequence(self) -> int:
+        """The highest sequence given so far, including those of deleted rows."""
+        async with self._db.acquire() as conn, conn.transaction():
+            # Waits for a record() in flight, so the answer is never a sequence still
+            # uncommitted.
+            await conn.execute(sql.XACT_LOCK_SHARED, sql.SEQUENCE_LOCK, self._schema)
+            return int(await conn.fetchval(sql.LAST_SEQUENCE))
+
+    # -- the outbox ------------------------------------------------------------------------
+
+    async def due_deliveries(self, subscription: str, now: float, limit: int) -> list[Delivery]:
+        """Pending deliveries due by `now`, never one whose event has an earlier pending one."""
+        rows = await self._db.fetch(sql.DUE_DELIVERIES, subscription, now, limit)
+        return [_delivery(row) for row in rows]
+
+    async def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due."""
+        value = await self._db.fetchval(sql.NEXT_DELIVERY_AT)
+        return float(value) if value is not None else None
+
+    async def delivery_done(
+        self, delivery_id: str, result: Mapping[str, Any] | None = None, now: float = 0.0
+    ) -> None:
+        """Remove a delivered message, or keep it as done with its result (the newest few)."""
+        if result is None:
+            await self._db.execute(sql.DELIVERY_DONE, delivery_id)
+            return
+        spec = orjson.dumps(dict(result)).decode()
+        async with self._db.acquire() as conn, conn.transaction():
+            await conn.execute(sql.DELIVERY_DONE_WITH_RESULT, delivery_id, spec, now)
+            await conn.execute(sql.PRUNE_DONE, sql.KEEP_DONE)
+
+    async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
+        """Deliveries (any state) of targets whose name starts with `prefix`, newest first."""
+        rows = await self._db.fetch(sql.RECENT_DELIVERIES, prefix, limit)
+        return [_delivery(row) for row in rows]
+
+    async def delivery_retry(
+        self, delivery_id: str, attempts: int, next_attempt_at: float, error: str
+    ) -> None:
+        """Record a failed attempt and when to try again."""
+        await self._db.execute(sql.DELIVERY_RETRY, delivery_id, attempts, next_attempt_at, error)
+
+    async def delivery_dead(self, delivery_id: str, attempts: int, error: str, now: float) -> None:
+        """Turn a delivery into a dead letter."""
+        await self._db.execute(sql.DELIVERY_DEAD, delivery_id, attempts, error, now)
+
+    async def outbox_counts(self) -> dict[str, tuple[int, int]]:
+        """(pending, dead) per subscription."""
+        rows = await self._db.fetch(sql.OUTBOX_COUNTS)
+        return {sub: (int(pending), int(dead)) for sub, pending, dead in rows}
+
+    async def dead_letters(
+        self, subscription: str, limit: int, since: float | None = None
+    ) -> list[Delivery]:
+        """Dead letters of a subscription, oldest first."""
+        start = since if since is not None else 0.0
+        rows = await self._db.fetch(sql.DEAD_LETTERS, subscription, start, limit)
+        return [_delivery(row) for row in rows]
+
+    async def replay(
+        self, subscription: str, now: float, ids: Sequence[str] | None, since: float | None
+    ) -> int:
+        """Dead letters back to pending, due now: the given IDs, or all created since `since`."""
+        id_list = list(ids) if ids is not None else None
+        return _count(await self._db.execute(sql.REPLAY, subscription, now, id_list, since))
+
+    async def drop_deliveries(self, subscription: str) -> int:
+        """Forget every delivery of a subscription."""
+        return _count(await self._db.execute(sql.DROP_DELIVERIES, subscription))
+
+    # -- runtime-managed objects -----------------------------------------------------------
+
+    async def load_objects(self, kind: str) -> dict[str, dict[str, Any]]:
+        """API-created objects of one kind, by name."""
+        rows = await self._db.fetch(sql.LOAD_OBJECTS, kind)
+        return {name: orjson.loads(spec) for name, spec in rows}
+
+    async def save_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> None:
+        """Create or replace an API-created object."""
+        await self._db.execute(sql.SAVE_OBJECT, kind, name, orjson.dumps(dict(spec)).decode())
+
+    async def delete_object(self, kind: str, name: str) -> bool:
+        """Delete an API-created object; False when there was none."""
+        return _count(await self._db.execute(sql.DELETE_OBJECT, kind, name)) > 0
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows to columns: the arrays an `unnest(...)` statement takes."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _state_columns(changed: Mapping[str, EventState]) -> list[list[Any]]:
+    # Sorted, so that concurrent batches lock shared rows in one order and cannot deadlock.
+    rows = [(eid, *st.status, *st.resale) for eid, st in sorted(changed.items())]
+    return _columns(rows, 7)
+
+
+def _transition_columns(transitions: Sequence[NewTransition]) -> list[list[Any]]:
+    rows = [
+        (
+            t.event_id,
+            t.field,
+            t.previous,
+            t.current,
+            orjson.dumps(t.watch_sets).decode(),
+            t.observed_at,
+            orjson.dumps(dict(t.extra)).decode() if t.extra else None,
+        )
+        for t in transitions
+    ]
+    return _columns(rows, 7)
+
+
+def _transition(row: Sequence[Any]) -> Transition:
+    seq, eid, sets, field, prev, cur, at, extra = row
+    return Transition(
+        int(seq), eid, tuple(orjson.loads(sets)), field, prev, cur, at,
+        orjson.loads(extra) if extra else {},
+    )  # fmt: skip
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    did, sub, attempts, next_at, created, state, error, dead_at, result, finished = row[:10]
+    return Delivery(
+        did, sub, _transition(row[10:]), attempts, next_at, created, state, error, dead_at,
+        orjson.loads(result) if result else None, finished,
+    )  # fmt: skip
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as "UPDATE 3"."""
+    return int(status.rsplit(" ", 1)[-1])
