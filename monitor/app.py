@@ -31,6 +31,7 @@ from monitor.poller.dispatcher import Dispatcher, Health, RetryPolicy
 from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
+from monitor.sdnotify import SdNotifier
 from monitor.server.actions_api import ActionsApi
 from monitor.server.api import AdminApi, read_only_without_token
 from monitor.server.app import ApiServer
@@ -46,6 +47,17 @@ log = get_logger("monitor.app")
 SHUTDOWN_SECONDS = 8.0
 CHECKPOINT_SECONDS = 300.0
 WATCH_SET_KIND = "watch_set"
+
+
+def make_store(config: Config) -> Store:
+    """The store the config asks for."""
+    st = config.state
+    if st.backend == "postgres":
+        from monitor.store.postgres import PostgresStore
+
+        assert st.dsn is not None
+        return PostgresStore(st.dsn.reveal(), schema=st.schema_, max_size=st.pool_size)
+    return SQLiteStore(st.path)
 
 
 class Daemon:
@@ -65,7 +77,9 @@ class Daemon:
         store: Store | None = None,
         notifiers: Sequence[Notifier] = (),
         webhook_resolver: AbstractResolver | None = None,
+        systemd: SdNotifier | None = None,
     ) -> None:
+        self.systemd = systemd or SdNotifier()
         self.config = config
         self.config_path = config_path
         self.clock = clock or SystemClock()
@@ -74,7 +88,7 @@ class Daemon:
         self.api_sets: dict[str, WatchSet] = {}
         self.catalog: Catalog = build_catalog(config)
         self.live = LiveState()
-        self.store: Store = store or SQLiteStore(config.state.path)
+        self.store: Store = store or make_store(config)
         self.subscriptions = Subscriptions(self.store)
         self._extra_notifiers = list(notifiers)
         self._webhook_resolver = webhook_resolver
@@ -134,6 +148,10 @@ class Daemon:
         if schedule:
             self.scheduler.start()
             stack.push_async_callback(self.scheduler.stop, SHUTDOWN_SECONDS - 2)
+        if self.systemd.enabled:
+            self.systemd.ready(self._status_line())
+            watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
+            stack.callback(watchdog.cancel)
 
     async def _start_notifications(self) -> list[Notifier]:
         n = self.config.notifications
@@ -332,7 +350,42 @@ class Daemon:
     async def stop(self) -> None:
         """Stop scheduling, let batches in flight finish, flush and close everything."""
         self._stop.set()
+        self.systemd.stopping("stopping: finishing requests in flight")
         await self._stack.aclose()
+
+    # -- systemd ---------------------------------------------------------------------------
+
+    def stall_seconds(self) -> float:
+        """How long without progress counts as stalled (the watchdog stops pinging then)."""
+        if self.config.server.stall_seconds is not None:
+            return self.config.server.stall_seconds
+        ticks = [s.tick_seconds for s in self.catalog.sets.values()] or [60.0]
+        return 3 * max(ticks) + self.config.upstream.timeout_seconds + 30
+
+    def making_progress(self) -> bool:
+        """Whether polling moved lately: a request completed or a run finished."""
+        last = max(self.dispatcher.last_progress, self.scheduler.last_progress)
+        return self.clock.monotonic() - last < self.stall_seconds()
+
+    def _status_line(self) -> str:
+        ready, reason = self.health.readiness()
+        return (
+            f"{len(self.catalog.events)} events in {len(self.catalog.sets)} watch sets; "
+            f"{'ready' if ready else reason}; {self.dispatcher.queued} queued"
+        )
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.systemd.watchdog_interval()
+        period = interval / 2 if interval else 10.0
+        ticks = 0
+        while True:
+            await asyncio.sleep(period)
+            if interval and self.making_progress():
+                self.systemd.watchdog()  # no ping while stalled: systemd restarts us
+            ticks += 1
+            if ticks * period >= 10:
+                ticks = 0
+                self.systemd.status(self._status_line())
 
     def request_stop(self) -> None:
         """Ask `run_forever` to return (signal handlers call this)."""
@@ -409,6 +462,13 @@ class Daemon:
 
     def reload(self) -> bool:
         """Re-read the config file (SIGHUP). An invalid file keeps the old config running."""
+        self.systemd.reloading()
+        try:
+            return self._reload()
+        finally:
+            self.systemd.ready(self._status_line())
+
+    def _reload(self) -> bool:
         if not self.config_path:
             log.warning("reload asked, but the daemon was not started from a config file")
             return False

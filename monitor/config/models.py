@@ -185,10 +185,21 @@ class WatchSet(Strict):
 
 
 class State(Strict):
-    """Where the state lives."""
+    """Where the state lives: a SQLite file (one replica) or PostgreSQL (several)."""
 
-    backend: Literal["sqlite"] = "sqlite"
+    backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "./data/monitor.db"
+    dsn: Secret | None = None
+    schema_: str = Field("public", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    pool_size: int = Field(10, ge=2, le=100)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _dsn(self) -> State:
+        if self.backend == "postgres" and self.dsn is None:
+            raise ValueError("backend postgres needs dsn (or dsn_file)")
+        return self
 
 
 class Server(Strict):
@@ -196,6 +207,7 @@ class Server(Strict):
 
     listen: str = "127.0.0.1:9108"
     admin_token: Secret | None = None
+    stall_seconds: float | None = Field(None, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -172,6 +172,7 @@ class Dispatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._auth_failures = 0
         self._closed = False
+        self.last_progress = self._clock.monotonic()  # when a request last completed
         self.quarantined: dict[str, float] = {}  # event ID -> monotonic time it may return
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -296,6 +297,7 @@ class Dispatcher:
             try:
                 answer = await self._client.fetch(ids, region, slot)
             except UpstreamError as exc:
+                self.last_progress = self._clock.monotonic()
                 self._observe_quota(exc.rate)
                 m.upstream_request_duration_seconds.labels("inventory").observe(
                     self._clock.monotonic() - started
@@ -352,6 +354,7 @@ class Dispatcher:
             )
             m.upstream_requests_total.labels("inventory", "ok").inc()
             m.upstream_batch_size.observe(len(ids))
+            self.last_progress = self._clock.monotonic()
             self._observe_quota(answer.rate)
             self._auth_failures = 0
             self._health.key_accepted()
