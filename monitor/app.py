@@ -19,6 +19,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, ConfigIssue, load_config
 from monitor.config.catalog import Catalog, build_catalog
 from monitor.config.models import WatchSet, parse_listen
+from monitor.eventinfo import EventInfo
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.notify.alertmanager import AlertmanagerNotifier
@@ -41,6 +42,7 @@ from monitor.upstream.inventory import InventoryClient
 from monitor.upstream.inventory import trace_config as inventory_trace_config
 from monitor.upstream.marketplace import API as MARKETPLACE_API
 from monitor.upstream.marketplace import MarketplaceClient
+from monitor.upstream.partner import PartnerClient
 
 log = get_logger("monitor.app")
 
@@ -95,6 +97,7 @@ class Daemon:
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
         self._checkpointed = 0.0
+        self._gauges_dirty = False
         self._background: set[asyncio.Task[None]] = set()
         self.url = ""
         self.session: aiohttp.ClientSession | None = None
@@ -124,6 +127,8 @@ class Daemon:
             for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
         }
         self.catalog = build_catalog(self._effective_config())
+        self.eventinfo = self._make_eventinfo()
+        await self.eventinfo.load()
         self.live.recount(self.catalog)
         await self.subscriptions.load(cfg.notifications.webhooks)
         self.health.state_loaded = True
@@ -144,6 +149,8 @@ class Daemon:
         stack.push_async_callback(self._checkpoint)
         checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
         stack.callback(checkpointer.cancel)
+        self.eventinfo.start()
+        stack.push_async_callback(self.eventinfo.stop)
         self._log_start()
         if schedule:
             self.scheduler.start()
@@ -191,6 +198,48 @@ class Daemon:
             self._stack.push_async_callback(self.alertmanager.stop)
             notifiers.append(self.alertmanager)
         return [*notifiers, *self._extra_notifiers]
+
+    def _make_eventinfo(self) -> EventInfo:
+        partner = self.config.partner
+        client = None
+        if partner is not None:
+            session = aiohttp.ClientSession(
+                headers={"User-Agent": f"availability-monitor/{__version__}"},
+                trace_configs=[inventory_trace_config()],
+            )
+            session._retry_connection = False
+            self._stack.push_async_callback(session.close)
+            requests = self.metrics.upstream_requests_total
+            durations = self.metrics.upstream_request_duration_seconds
+
+            def observe(endpoint: str, outcome: str, seconds: float) -> None:
+                requests.labels("partner", outcome).inc()
+                durations.labels("partner").observe(seconds)
+
+            rl = partner.rate_limit
+            client = PartnerClient(
+                session=session,
+                base_url=partner.base_url,
+                api_key=partner.api_key,
+                client_secret=partner.client_secret,
+                clock=self.clock,
+                timeout_seconds=partner.timeout_seconds,
+                budget=RateBudget(rl.requests, rl.per_seconds, margin=rl.margin),
+                on_request=observe,
+            )
+        return EventInfo(
+            store=self.store,
+            catalog=self._current_catalog,
+            metrics=self.metrics,
+            config=partner,
+            client=client,
+            clock=self.clock,
+            on_resolved=self._zones_changed,
+        )
+
+    def _zones_changed(self) -> None:
+        # Gauges that count events without a time zone are O(events): refresh them lazily.
+        self._gauges_dirty = True
 
     async def _start_actions(self) -> ActionRules:
         market = self.config.marketplace
@@ -240,8 +289,11 @@ class Daemon:
             notifiers=notifiers,
             router=self.outbox,
             clock=self.clock,
+            enrich=self.eventinfo.enrich if self.config.partner is not None else None,
         )
-        self.maintenance = MaintenanceView(self._current_catalog, self.clock)
+        self.maintenance = MaintenanceView(
+            self._current_catalog, self.clock, retired=self.eventinfo.retired
+        )
         rl = up.rate_limit
         self.budget = RateBudget(rl.requests, rl.per_seconds, margin=rl.margin)
         self.dispatcher = Dispatcher(
@@ -289,6 +341,8 @@ class Daemon:
             clock=self.clock,
             admin_token=cfg.server.admin_token,
             quarantined=lambda eid: eid in self.dispatcher.quarantined,
+            details=self.eventinfo.details,
+            retired=self.eventinfo.retired,
         )
         app = self.app = self.server.app()
         if cfg.server.admin_token is None:
@@ -405,9 +459,16 @@ class Daemon:
                 log.warning("observation-time checkpoint incomplete", events=len(items))
 
     async def _checkpoint_loop(self) -> None:
+        slept = 0.0
         while True:
-            await asyncio.sleep(CHECKPOINT_SECONDS)
-            await self._checkpoint()
+            await asyncio.sleep(5.0)
+            slept += 5.0
+            if self._gauges_dirty:
+                self._gauges_dirty = False
+                self.scheduler.publish_static_gauges()
+            if slept >= CHECKPOINT_SECONDS:
+                slept = 0.0
+                await self._checkpoint()
 
     # -- watch sets: config plus API -------------------------------------------------------
 
@@ -451,7 +512,9 @@ class Daemon:
 
     def _use_catalog(self, catalog: Catalog) -> None:
         stretched_before = self.catalog.plan.stretched if self.catalog.plan else ()
+        self.eventinfo.apply(catalog)
         self.catalog = catalog
+        self.eventinfo.schedule_all()
         if catalog.plan is not None and catalog.plan.stretched != stretched_before:
             self._log_plan()
         self.live.recount(catalog)
@@ -483,7 +546,7 @@ class Daemon:
             return False
         ignored = [
             section
-            for section in ("upstream", "state", "server", "log")
+            for section in ("upstream", "state", "server", "log", "partner")
             if getattr(new, section) != getattr(self.config, section)
         ]
         if ignored:

@@ -41,6 +41,12 @@ class Metrics:
             ["watch_set"],
             registry=r,
         )
+        self.events_retired = Gauge(
+            p + "events_retired",
+            "Events no longer polled because their date (or offsale time) has passed.",
+            ["watch_set"],
+            registry=r,
+        )
         self.events_quarantined = Gauge(
             p + "events_quarantined",
             "Event IDs the upstream refused with 400, left out for a while.",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import time
 from zoneinfo import ZoneInfo
 
 from monitor.config.errors import ConfigIssue
-from monitor.config.models import Config
+from monitor.config.models import Config, Venue
 from monitor.core.budget import QuotaPlan, SetDemand, plan_quota
 from monitor.core.maintenance import Window
 from monitor.core.transitions import Rules
@@ -32,6 +33,13 @@ class EventSpec:
     venue: str | None
     watch_sets: tuple[str, ...]
     rules: Rules
+    partner_id: str | None = None
+    zone_source: str | None = None  # "config", "partner" or None (unknown)
+
+    @property
+    def partner_event_id(self) -> str:
+        """The ID to ask the Partner API with (the inventory ID unless configured)."""
+        return self.partner_id or self.event_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,37 @@ class Catalog:
     zones: list[Zone] = field(default_factory=list)
     rules: dict[str, Rules] = field(default_factory=dict)
     plan: QuotaPlan | None = None
+    venues: dict[str, Venue] = field(default_factory=dict)
+    default_window: Window | None = None
+
+    def zone_index(self, name: str, window: Window) -> int:
+        """The index of a (time zone, window) pair, added when new."""
+        for i, z in enumerate(self.zones):
+            if z.name == name and z.window == window:
+                return i
+        self.zones.append(Zone(name, ZoneInfo(name), window))
+        return len(self.zones) - 1
+
+    def resolve(self, event_id: str, time_zone: str, venue_id: str | None = None) -> bool:
+        """Give an event without a configured time zone the one the Partner API reported.
+
+        A configured venue with the same ID lends its maintenance window. Returns whether the
+        event changed.
+        """
+        spec = self.events.get(event_id)
+        if spec is None or spec.zone_source == "config":
+            return False
+        venue = self.venues.get(venue_id) if venue_id else None
+        window = (
+            venue.maintenance.window()
+            if venue is not None and venue.maintenance is not None
+            else self.default_window or Window(time(2, 0), time(3, 0))
+        )
+        zone = self.zone_index(time_zone, window)
+        if zone == spec.zone:
+            return False
+        self.events[event_id] = replace(spec, zone=zone, zone_source="partner")
+        return True
 
     def zone_of(self, event_id: str) -> Zone | None:
         """The event's zone, or None when its time zone is unknown."""
@@ -130,7 +169,7 @@ def build_catalog(
             if entry.venue is not None and entry.venue not in venues:
                 problems.append(issue(si, ei, "venue", f"unknown venue {entry.venue!r}"))
             known = attrs.setdefault(entry.id, {})
-            for name in ("venue", "time_zone", "region"):
+            for name in ("venue", "time_zone", "region", "partner_event_id"):
                 value = getattr(entry, name)
                 if value is None:
                     continue
@@ -179,7 +218,9 @@ def build_catalog(
                 interval_seconds=spec.interval_seconds * factor,
                 status_intervals={k: v * factor for k, v in spec.status_intervals.items()},
             )
-    catalog = Catalog(sets=set_specs, zones=zones, plan=plan)
+    catalog = Catalog(
+        sets=set_specs, zones=zones, plan=plan, venues=venues, default_window=default_window
+    )
     interned: dict[tuple[str, ...], tuple[str, ...]] = {}
     rules_cache: dict[tuple[int, bool], Rules] = {}
     for eid, names in members.items():
@@ -191,6 +232,7 @@ def build_catalog(
         tz_name = tz_name or (venue.time_zone if venue else None)
         window = venue.maintenance.window() if venue and venue.maintenance else default_window
         zone = zone_for(tz_name, window) if tz_name else -1
+        partner_id = known["partner_event_id"][0] if "partner_event_id" in known else None
         sets = interned.setdefault(tuple(names), tuple(names))
         # An event in several sets follows the strictest confirmation and tracks UNKNOWN if
         # any of its sets does (transitions to or from UNKNOWN go only to those sets).
@@ -199,6 +241,8 @@ def build_catalog(
             any(set_specs[n].track_unknown for n in names),
         )
         rules = rules_cache.setdefault(key, Rules(*key))
-        catalog.events[eid] = EventSpec(eid, region, zone, venue_id, sets, rules)
+        catalog.events[eid] = EventSpec(
+            eid, region, zone, venue_id, sets, rules, partner_id, "config" if zone >= 0 else None
+        )
         catalog.rules[eid] = rules
     return catalog

@@ -24,7 +24,7 @@ from monitor.logs import redact
 SECRET_KEYS = frozenset({"api_key", "client_secret", "secret", "admin_token", "api_token", "dsn"})
 _ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-CSV_COLUMNS = ("id", "venue", "time_zone", "region")
+CSV_COLUMNS = ("id", "venue", "time_zone", "region", "partner_event_id")
 
 Path_ = tuple[str | int, ...]
 _UNREADABLE = "<unreadable secret file>"

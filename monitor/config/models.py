@@ -138,6 +138,12 @@ class EventEntry(Strict):
     venue: EventId | None = None
     time_zone: str | None = None
     region: str | None = None
+    partner_event_id: EventId | None = None
+
+    @field_validator("partner_event_id")
+    @classmethod
+    def _partner_id(cls, v: str | None) -> str | None:
+        return v if v is None else check_event_id(v)
 
     @field_validator("id")
     @classmethod
@@ -418,6 +424,26 @@ class Action(Strict):
         return v
 
 
+class Partner(Strict):
+    """The Partner API (seed 004): event details, for venue time zones and event dates."""
+
+    base_url: str = "https://app.ticketmaster.com/partners/v1"
+    api_key: Secret
+    client_secret: Secret
+    rate_limit: RateLimit = RateLimit(requests=3600, per_seconds=3600)
+    timeout_seconds: float = Field(10.0, gt=0)
+    refresh_hours: float = Field(24.0, gt=0)
+    not_found_retry_hours: float = Field(6.0, gt=0)
+    retire_past_events: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"https?://[^/\s]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+
 class Config(Strict):
     """The whole config file."""
 
@@ -431,3 +457,4 @@ class Config(Strict):
     notifications: Notifications = Notifications()
     marketplace: Marketplace | None = None
     actions: list[Action] = []
+    partner: Partner | None = None

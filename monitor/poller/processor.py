@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from monitor.clock import Clock, SystemClock, iso_utc
 from monitor.config.catalog import Catalog
@@ -49,7 +49,9 @@ class Processor:
         notifiers: Sequence[Notifier] = (),
         router: Router | None = None,
         clock: Clock | None = None,
+        enrich: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
+        self._enrich = enrich
         self._store = store
         self.router = router
         self._clock = clock or SystemClock()
@@ -74,8 +76,17 @@ class Processor:
         catalog = self._catalog()
         live = self._live
         detection = detect(observations, live.states, catalog.rules)
+        enrich = self._enrich
         new = [
-            NewTransition(c.event_id, c.field, c.previous, c.current, sets, observed_at)
+            NewTransition(
+                c.event_id,
+                c.field,
+                c.previous,
+                c.current,
+                sets,
+                observed_at,
+                enrich(c.event_id) if enrich is not None else {},
+            )
             for c in detection.candidates
             if (sets := self._watch_sets(catalog, c))
         ]

@@ -28,17 +28,23 @@ log = get_logger("monitor.scheduler")
 class MaintenanceView:
     """Which zones are in their maintenance window now, computed once per zone per second."""
 
-    def __init__(self, catalog: Callable[[], Catalog], clock: Clock) -> None:
+    def __init__(
+        self,
+        catalog: Callable[[], Catalog],
+        clock: Clock,
+        retired: Callable[[str, float], bool] = lambda eid, now: False,
+    ) -> None:
         self._catalog = catalog
         self._clock = clock
-        self._stamp: tuple[int, int] | None = None
+        self.retired = retired  # (event ID, now) -> is the event over?
+        self._stamp: tuple[int, int, int] | None = None
         self._flags: list[bool] = []
 
     def flags(self) -> list[bool]:
         """`flags[zone_index]` is True while that zone is in maintenance."""
         catalog = self._catalog()
         now = self._clock.wall()
-        stamp = (int(now), id(catalog))
+        stamp = (int(now), id(catalog), len(catalog.zones))
         if stamp != self._stamp:
             at = utc_datetime(now)
             self._flags = [in_window(at, z.tz, z.window) for z in catalog.zones]
@@ -46,11 +52,14 @@ class MaintenanceView:
         return self._flags
 
     def excluded(self, event_id: str) -> bool:
-        """Whether an event must not be requested now (not watched any more, or in maintenance)."""
+        """Whether an event must not be requested now: not watched any more, in maintenance,
+        or over (retired)."""
         spec = self._catalog().events.get(event_id)
         if spec is None:
             return True
-        return spec.zone >= 0 and self.flags()[spec.zone]
+        if spec.zone >= 0 and self.flags()[spec.zone]:
+            return True
+        return self.retired(event_id, self._clock.wall())
 
 
 class PollScheduler:
@@ -131,10 +140,15 @@ class PollScheduler:
             # a whole tick late.
             slack = spec.tick_seconds / 2
             status = self._status
+        retired = self._maintenance.retired
+        n_retired = 0
         for eid in spec.event_ids:
             es = events[eid]
             if es.zone >= 0 and flags[es.zone]:
                 in_maintenance += 1
+                continue
+            if retired(eid, now):
+                n_retired += 1
                 continue
             last = seen(eid)
             if last is not None and last < oldest:
@@ -142,6 +156,7 @@ class PollScheduler:
             if not by_status or not last or now - last >= spec.interval_for(status(eid)) - slack:
                 due.append(es)
         self._metrics.oldest_observation_age_seconds.labels(name).set(now - oldest)
+        self._metrics.events_retired.labels(name).set(n_retired)
         return due, in_maintenance
 
     async def run_set(self, name: str) -> PollReport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -41,7 +42,11 @@ class ApiServer:
         clock: Clock,
         admin_token: Secret | None = None,
         quarantined: Callable[[str], bool] = lambda eid: False,
+        details: Callable[[str], Any] = lambda eid: None,
+        retired: Callable[[str, float], bool] = lambda eid, now: False,
     ) -> None:
+        self._details = details
+        self._retired = retired
         self._registry = registry
         self._health = health
         self._catalog = catalog
@@ -117,10 +122,23 @@ class ApiServer:
             "in_maintenance": window is not None,
             "time_zone": zone.name if zone else None,
             "maintenance_window": str(zone.window) if zone else None,
+            "time_zone_source": spec.zone_source,
             "region": spec.region,
             "venue": spec.venue,
             "quarantined": self._quarantined(eid),
+            "retired": self._retired(eid, self._clock.wall()),
         }
+        details = self._details(eid)
+        if details is not None:
+            body["details"] = {
+                "event_name": details.name,
+                "venue_id": details.venue_id,
+                "venue_name": details.venue_name,
+                "event_date": iso_utc(details.event_date) if details.event_date else None,
+                "offsale": iso_utc(details.offsale) if details.offsale else None,
+                "time_zone": details.time_zone,
+                "api_transactable": details.api_transactable,
+            }
         if window is not None:
             body["maintenance_ends_at"] = iso_utc(window[1].timestamp())
         if state is not None:
