@@ -218,7 +218,8 @@ class EventInfo:
 
     async def fetch(self, event_id: str) -> None:
         """Ask the Partner API about one event and remember the answer."""
-        assert self._client is not None and self.config is not None
+        assert self._client is not None
+        assert self.config is not None
         spec = self._catalog().events.get(event_id)
         if spec is None:
             return

@@ -8,7 +8,7 @@ import sys
 
 async def test_demo_shows_transitions_and_maintenance():
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor", "demo", "--duration", "8", "--port", "0",
+        sys.executable, "-m", "monitor", "demo", "--duration", "10", "--port", "0",
         "--change-seconds", "2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -24,4 +24,7 @@ async def test_demo_shows_transitions_and_maintenance():
     assert any("webhook desk" in line and " 200 " in line for line in deliveries)
     assert all("signature ok" in line for line in deliveries)
     assert any("webhook flaky" in line and " 503 " in line for line in deliveries)
+    assert "partner API: DEMO0001AMEVENT plays" in text  # time zones from the Partner API
+    assert "partner API: DEMO9001NOZONE unknown (404)" in text
+    assert "action reprice-on-sellout:" in text and "listing(s) ok" in text
     assert "Traceback" not in err.decode()

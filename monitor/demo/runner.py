@@ -11,13 +11,16 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from monitor.clock import utc_datetime
 from monitor.config import Config, parse_config
-from monitor.config.models import Notifications
+from monitor.config.models import Action, Marketplace, Notifications
 from monitor.demo.receiver import Received, Receiver
 from monitor.domain import Transition
+
+if TYPE_CHECKING:
+    from monitor.app import Daemon
 from monitor.notify.signing import new_secret
 
 _ARROW = "->"
@@ -103,36 +106,76 @@ class ConsolePrinter:
         self._out.flush()
 
 
-async def _maintenance_reporter(daemon: object, out: TextIO) -> None:
-    from monitor.app import Daemon
-
-    assert isinstance(daemon, Daemon)
-    shown: set[int] = set()
-    names = {v.id: (v.name or v.id) for v in daemon.config.venues}
+async def _reporter(daemon: Daemon, out: TextIO) -> None:
+    """Prints what the daemon learns in the background: resolved time zones, maintenance
+    skips (and why), and marketplace actions as they complete."""
+    shown_zones: set[int] = set()
+    resolved: set[str] = set()
+    actions_seen: set[str] = set()
     while True:
         catalog = daemon.catalog
+        info = daemon.eventinfo
+        fresh = [e for e, k in info.known.items() if e not in resolved]
+        for eid in sorted(fresh):
+            resolved.add(eid)
+            d = info.details(eid)
+            if d is None:
+                out.write(f"          partner API: {eid} unknown (404): polled at all hours\n")
+            elif d.time_zone:
+                out.write(f"          partner API: {eid} plays {d.venue_name} ({d.time_zone})\n")
         flags = daemon.maintenance.flags()
         now = {i for i, f in enumerate(flags) if f}
-        for idx in sorted(now - shown):
+        for idx in sorted(now - shown_zones):
             zone = catalog.zones[idx]
+            events = [e for e in catalog.events.values() if e.zone == idx]
             venues = sorted(
                 {
-                    names.get(e.venue or "", e.venue or "")
-                    for e in catalog.events.values()
-                    if e.zone == idx
+                    (d.venue_name or "?")
+                    for e in events
+                    if (d := info.details(e.event_id)) is not None
                 }
             )
-            skipped = sum(1 for e in catalog.events.values() if e.zone == idx)
             local = utc_datetime(time.time()).astimezone(zone.tz).strftime("%H:%M")
             out.write(
-                f"          maintenance: skipping {skipped} event(s) at {', '.join(venues)} "
-                f"({zone.name}, {local} local, window {zone.window})\n"
+                f"          maintenance: skipping {len(events)} event(s) at {', '.join(venues)}: "
+                f"it is {local} in {zone.name}, inside the nightly window {zone.window}\n"
             )
-        for idx in sorted(shown - now):
+        for idx in sorted(shown_zones - now):
             out.write(f"          maintenance over in {catalog.zones[idx].name}: polling again\n")
-        shown = now
+        shown_zones = now
+        for act in reversed(await daemon.store.recent_deliveries("action:", 20)):
+            if act.state != "done" or act.id in actions_seen:
+                continue
+            actions_seen.add(act.id)
+            result = act.result or {}
+            out.write(
+                f"          action {act.subscription.removeprefix('action:')}: "
+                f"{act.transition.event_id} {act.transition.current} -> PATCH "
+                f"{len(result.get('updated', []))} listing(s) {result.get('outcome')} "
+                f"(price now {DEMO_PRICE})\n"
+            )
         out.flush()
-        await asyncio.sleep(5)
+        await asyncio.sleep(1)
+
+
+DEMO_PRICE = "150.00"
+
+
+def _demo_actions(events: list[str], marketplace_url: str) -> tuple[Marketplace, list[Action]]:
+    """The demo's marketplace and its one rule: a sell-out reprices the event's listings."""
+    listings = {eid: [900_000 + 10 * i, 900_001 + 10 * i] for i, eid in enumerate(events)}
+    market = Marketplace.model_validate(
+        {"base_url": marketplace_url, "api_token": "demo-marketplace-token"}
+    )
+    rule = Action.model_validate(
+        {
+            "name": "reprice-on-sellout",
+            "when": {"field": "status", "to": ["TICKETS_NOT_AVAILABLE"]},
+            "listings": listings,
+            "update": {"price": DEMO_PRICE, "internal_notes": "primary sold out"},
+        }
+    )
+    return market, [rule]
 
 
 async def _demo(
@@ -144,25 +187,50 @@ async def _demo(
 ) -> None:
     from monitor.app import Daemon
     from monitor.simulator.app import Simulator
+    from monitor.simulator.marketplace import MarketplaceSim
+    from monitor.simulator.partner import VENUES
 
     with tempfile.TemporaryDirectory(prefix="availability-monitor-demo-") as tmp:
-        events = parse_config(demo_config_text(), source="demo.yaml", env={})
-        known = {e.id for ws in events.watch_sets for e in ws.events}
-        async with Simulator(
+        base = parse_config(demo_config_text(), source="demo.yaml", env={})
+        events = sorted({e.id for ws in base.watch_sets for e in ws.events})
+        known = set(events)
+        sim = Simulator(
             seed=7, change_seconds=change_seconds, known_events=known, rate_limit=(5, 1.0)
-        ) as sim:
-            secret = new_secret()
-            receiver = Receiver(respond=DeliveryPrinter(out, flaky_seconds))
-            receiver.secrets = {"/desk": secret, "/flaky": secret}
-            await receiver.start()
-            config = load_demo_config(
-                sim.url, str(Path(tmp) / "demo.db"), port, receiver.url, secret.reveal()
-            )
-            daemon = Daemon(config, notifiers=[ConsolePrinter(out)])
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+        )
+        market = MarketplaceSim()
+        market.add_routes(sim.app())
+        await sim.start()
+        for i, eid in enumerate(e for e in events if "NOZONE" not in e):
+            sim.partner.set_event(eid, venue=VENUES[i % 24])
+        for eid in events:
+            if "NOZONE" in eid:
+                sim.partner.set_event(eid, found=False)
+        with_listings = [e for e in events if "NOZONE" not in e]
+        for i in range(len(with_listings)):
+            market.seed_listings([900_000 + 10 * i, 900_001 + 10 * i], price="95.00")
+        secret = new_secret()
+        receiver = Receiver(respond=DeliveryPrinter(out, flaky_seconds))
+        receiver.secrets = {"/desk": secret, "/flaky": secret}
+        await receiver.start()
+        config = load_demo_config(
+            sim.url, str(Path(tmp) / "demo.db"), port, receiver.url, secret.reveal()
+        )
+        marketplace, actions = _demo_actions(with_listings, sim.url)
+        config = config.model_copy(
+            update={
+                "partner": config.partner.model_copy(update={"base_url": sim.partner_url})
+                if config.partner
+                else None,
+                "marketplace": marketplace,
+                "actions": actions,
+            }
+        )
+        daemon = Daemon(config, notifiers=[ConsolePrinter(out)])
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
             await daemon.start()
             out.write(
                 f"availability-monitor demo: {len(daemon.catalog.events)} events in "
@@ -170,14 +238,18 @@ async def _demo(
                 f"  metrics      {daemon.url}/metrics\n"
                 f"  transitions  {daemon.url}/v1/transitions\n"
                 f"  an event     {daemon.url}/v1/events/DEMO0001AMEVENT\n"
+                f"  actions      {daemon.url}/v1/actions\n"
                 f"  webhooks     {receiver.url}/desk (every transition), {receiver.url}/flaky "
                 f"(sell-outs; fails for its first {flaky_seconds:g} s, so retries show)\n"
-                "The first poll of each event is its baseline; transitions follow as the "
-                "simulated statuses change, each delivered to the local receiver, which "
-                "checks its signature. Ctrl-C stops.\n\n"
+                "The events have no time zone in the config: the daemon looks each one up in "
+                "the (simulated) Partner API and skips those whose venue is in its nightly "
+                "maintenance window. The first poll of each event is its baseline; transitions "
+                "follow as the simulated statuses change, each delivered to the local receiver, "
+                "which checks its signature. A sell-out reprices the event's marketplace "
+                "listings. Ctrl-C stops.\n\n"
             )
             out.flush()
-            reporter = asyncio.create_task(_maintenance_reporter(daemon, out))
+            reporter = asyncio.create_task(_reporter(daemon, out))
             try:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), duration)
@@ -185,11 +257,13 @@ async def _demo(
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reporter
-                await daemon.stop()
-                await receiver.stop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-            out.write("\ndemo stopped\n")
+        finally:
+            await daemon.stop()
+            await receiver.stop()
+            await sim.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        out.write("\ndemo stopped\n")
 
 
 def run_demo(
