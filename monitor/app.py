@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from typing import cast
 
 import aiohttp
 from aiohttp import web
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.actions.rules import ActionRules
 from monitor.clock import Clock, SystemClock
+from monitor.cluster.coordinator import Coordinator, LeaseStore
 from monitor.config import Config, ConfigError, ConfigIssue, load_config
 from monitor.config.catalog import Catalog, build_catalog
 from monitor.config.models import WatchSet, parse_listen
@@ -102,6 +104,7 @@ class Daemon:
         self.url = ""
         self.session: aiohttp.ClientSession | None = None
         self.alertmanager: AlertmanagerNotifier | None = None
+        self.coordinator: Coordinator | None = None
 
     def _current_catalog(self) -> Catalog:
         return self.catalog
@@ -127,6 +130,7 @@ class Daemon:
             for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
         }
         self.catalog = build_catalog(self._effective_config())
+        self.coordinator = self._make_coordinator()
         self.eventinfo = self._make_eventinfo()
         await self.eventinfo.load()
         self.live.recount(self.catalog)
@@ -145,6 +149,11 @@ class Daemon:
         stack.push_async_callback(self.session.close)
         notifiers = await self._start_notifications()
         self._start_polling(notifiers)
+        if self.coordinator is not None:
+            self.health.cluster = self.coordinator.healthy
+            await self.coordinator.start()
+            stack.push_async_callback(self.coordinator.stop)
+            self.budget.resize(len(self.coordinator.owned_slots))
         await self._start_server()
         stack.push_async_callback(self._checkpoint)
         checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
@@ -180,6 +189,8 @@ class Daemon:
             schedule=n.retry_schedule,
             clock=self.clock,
             extra=self.actions,
+            claimer=self.coordinator.replica_id if self.coordinator else None,
+            claim_seconds=self.config.cluster.claim_seconds,
         )
         self.outbox.start()
         self._stack.push_async_callback(self.outbox.stop, 2.0)
@@ -193,11 +204,51 @@ class Daemon:
                 catalog=self._current_catalog,
                 metrics=self.metrics,
                 clock=self.clock,
+                mine=self._mine(),
             )
             self.alertmanager.start()
             self._stack.push_async_callback(self.alertmanager.stop)
             notifiers.append(self.alertmanager)
         return [*notifiers, *self._extra_notifiers]
+
+    def _make_coordinator(self) -> Coordinator | None:
+        if self.config.state.backend != "postgres":
+            return None
+        c = self.config.cluster
+        return Coordinator(
+            store=cast(LeaseStore, self.store),
+            metrics=self.metrics,
+            shards=c.shards,
+            slots=self.config.upstream.rate_limit.requests,
+            lease_seconds=c.lease_seconds,
+            replica_id=c.replica_id,
+            on_change=self._leases_changed,
+        )
+
+    def _mine(self) -> Callable[[str], bool] | None:
+        return self.coordinator.mine if self.coordinator is not None else None
+
+    async def _leases_changed(self, gained: set[int], dropped: set[int], slots: int) -> None:
+        """Shards came or went: load what other replicas stored for the new ones."""
+        coordinator = self.coordinator
+        assert coordinator is not None
+        self.budget.resize(slots)
+        if gained:
+            ids = [e for e in self.catalog.events if coordinator.shard(e) in gained]
+            stored = await self.store.load_states(ids)
+            for eid in ids:
+                self.live.states.pop(eid, None)
+                self.live.observed_at.pop(eid, None)
+            self.live.load(stored)
+            self.live.recount(self.catalog)
+            self.eventinfo.schedule_all()
+        log.info(
+            "shards changed",
+            gained=len(gained),
+            dropped=len(dropped),
+            owned=len(coordinator.owned),
+            budget_slots=slots,
+        )
 
     def _make_eventinfo(self) -> EventInfo:
         partner = self.config.partner
@@ -235,6 +286,7 @@ class Daemon:
             client=client,
             clock=self.clock,
             on_resolved=self._zones_changed,
+            mine=self._mine(),
         )
 
     def _zones_changed(self) -> None:
@@ -290,9 +342,10 @@ class Daemon:
             router=self.outbox,
             clock=self.clock,
             enrich=self.eventinfo.enrich if self.config.partner is not None else None,
+            fence=self.coordinator.fence if self.coordinator is not None else None,
         )
         self.maintenance = MaintenanceView(
-            self._current_catalog, self.clock, retired=self.eventinfo.retired
+            self._current_catalog, self.clock, retired=self.eventinfo.retired, mine=self._mine()
         )
         rl = up.rate_limit
         self.budget = RateBudget(rl.requests, rl.per_seconds, margin=rl.margin)

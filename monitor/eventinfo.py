@@ -98,7 +98,9 @@ class EventInfo:
         client: PartnerClient | None,
         clock: Clock | None = None,
         on_resolved: Callable[[], None] = lambda: None,
+        mine: Callable[[str], bool] | None = None,
     ) -> None:
+        self.mine = mine  # several replicas: each asks about its own shards' events
         self._store = store
         self._catalog = catalog
         self._metrics = metrics
@@ -176,6 +178,8 @@ class EventInfo:
         refresh = self.config.refresh_hours * HOUR
         retry_404 = self.config.not_found_retry_hours * HOUR
         for eid, spec in self._catalog().events.items():
+            if self.mine is not None and not self.mine(eid):
+                continue
             known = self.known.get(eid)
             if known is None:
                 # Events that need a time zone go before those that only want names and dates.
@@ -205,6 +209,9 @@ class EventInfo:
                 while self._due and self._due[0][0] <= now and len(batch) < 4:
                     when, eid = heapq.heappop(self._due)
                     if self._scheduled.get(eid) != when or eid not in self._catalog().events:
+                        continue
+                    if self.mine is not None and not self.mine(eid):
+                        del self._scheduled[eid]
                         continue
                     del self._scheduled[eid]
                     batch.append(eid)

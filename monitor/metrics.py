@@ -135,6 +135,39 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self.cluster_shards_owned = Gauge(
+            p + "cluster_shards_owned", "Shards this replica holds and polls.", registry=r
+        )
+        self.cluster_budget_slots_owned = Gauge(
+            p + "cluster_budget_slots_owned",
+            "Rate-budget slots this replica holds (its requests per window).",
+            registry=r,
+        )
+        self.cluster_replicas_live = Gauge(
+            p + "cluster_replicas_live", "Replicas with a recent heartbeat.", registry=r
+        )
+        self.cluster_lease_renewals_total = Counter(
+            p + "cluster_lease_renewals_total",
+            "Lease cycles by outcome (ok, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.cluster_leases_lost_total = Counter(
+            p + "cluster_leases_lost_total",
+            "Shard leases that expired before this replica renewed them.",
+            registry=r,
+        )
+        self.cluster_takeover_seconds = Histogram(
+            p + "cluster_takeover_seconds",
+            "How long a shard taken over from another replica had been without an owner.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120),
+            registry=r,
+        )
+        self.cluster_fenced_writes_total = Counter(
+            p + "cluster_fenced_writes_total",
+            "Writes refused because a shard lease had moved on (nothing was stored).",
+            registry=r,
+        )
         self.watch_set_interval_seconds = Gauge(
             p + "watch_set_interval_seconds",
             "Effective poll interval per watch set (after daily-quota planning).",

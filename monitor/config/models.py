@@ -444,6 +444,15 @@ class Partner(Strict):
         return v.rstrip("/")
 
 
+class Cluster(Strict):
+    """Several replicas on PostgreSQL (used with `state.backend: postgres`)."""
+
+    shards: int = Field(64, ge=1, le=4096)
+    lease_seconds: float = Field(15.0, ge=2)
+    replica_id: str | None = None
+    claim_seconds: float = Field(60.0, gt=0)
+
+
 class Config(Strict):
     """The whole config file."""
 
@@ -458,3 +467,4 @@ class Config(Strict):
     marketplace: Marketplace | None = None
     actions: list[Action] = []
     partner: Partner | None = None
+    cluster: Cluster = Cluster()

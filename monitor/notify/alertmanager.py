@@ -117,7 +117,9 @@ class AlertmanagerNotifier:
         catalog: Callable[[], Catalog],
         metrics: Metrics,
         clock: Clock | None = None,
+        mine: Callable[[str], bool] | None = None,
     ) -> None:
+        self._mine = mine  # several replicas: only the shard owner sends an event's alerts
         self.config = config
         self._session = session
         self._live = live
@@ -173,7 +175,10 @@ class AlertmanagerNotifier:
         """Send every firing alert and the recently resolved ones; returns success."""
         now = self._clock.wall()
         catalog = self._catalog()
-        statuses = {eid: st.status[0] for eid, st in self._live.states.items()}
+        mine = self._mine
+        statuses = {
+            eid: st.status[0] for eid, st in self._live.states.items() if mine is None or mine(eid)
+        }
         firing = firing_alerts(
             catalog,
             statuses,

@@ -72,7 +72,11 @@ class OutboxWorker:
         rng: random.Random | None = None,
         idle_seconds: float = 5.0,
         extra: ExtraTargets | None = None,
+        claimer: str | None = None,
+        claim_seconds: float = 60.0,
     ) -> None:
+        self._claimer = claimer
+        self._claim_seconds = claim_seconds
         self._store = store
         self._subs = subscriptions
         self._sender = sender
@@ -163,7 +167,9 @@ class OutboxWorker:
             room = target.max_in_flight - len(busy)
             if room <= 0:
                 continue
-            due = await self._store.due_deliveries(target.name, now, room + len(busy))
+            due = await self._store.due_deliveries(
+                target.name, now, room + len(busy), self._claimer, self._claim_seconds
+            )
             for delivery in due:
                 if room <= 0:
                     break

@@ -54,6 +54,15 @@ class RateBudget:
         self._spacing = 0.0  # minimum seconds between requests while the quota runs low
         self._last_sent = 0.0
 
+    def resize(self, requests: int) -> None:
+        """Change the requests allowed per window (a replica's share of the key's budget).
+
+        0 blocks every request until a share is given.
+        """
+        self.requests = requests
+        self._throttler.rate_limit = max(1, requests)
+        self._gap = self._period / requests if requests else self._period
+
     def pause_for(self, seconds: float) -> float:
         """Hold every request back for `seconds` (a 429's Retry-After, an auth back-off).
 
@@ -122,6 +131,9 @@ class RateBudget:
     async def acquire(self) -> Slot:
         """Wait until a request may be sent; returns its slot (call `sent()` when it left)."""
         while True:
+            if self.requests <= 0:
+                await asyncio.sleep(0.2)  # no share of the budget (yet)
+                continue
             wait = self._paused_until - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)

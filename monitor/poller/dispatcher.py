@@ -22,6 +22,7 @@ from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.budget import RateBudget
 from monitor.poller.processor import Processor
+from monitor.store.base import LeaseLost
 from monitor.upstream.errors import (
     AuthFailed,
     BadRequest,
@@ -97,6 +98,7 @@ class Health:
         self.state_loaded = False
         self.key_status = "unchecked"  # unchecked | accepted | refused
         self.nothing_to_poll = False
+        self.cluster: Callable[[], tuple[bool, str]] | None = None
         self.reason = "starting"
         self._metrics = metrics
 
@@ -123,6 +125,10 @@ class Health:
     def _readiness(self) -> tuple[bool, str]:
         if not self.state_loaded:
             return False, "state not loaded yet"
+        if self.cluster is not None:
+            ok, why = self.cluster()
+            if not ok:
+                return False, why
         if self.key_status == "refused":
             return False, f"upstream refuses the API key: {self.reason}"
         if self.key_status == "accepted":
@@ -375,6 +381,12 @@ class Dispatcher:
             log.info("upstream answer lacks some events", n_missing=len(answer.missing))
         try:
             await self._processor.process(answer.observations, self._clock.wall())
+        except LeaseLost as exc:
+            # Another replica owns these events now: it polls them; we store nothing.
+            self._metrics.cluster_fenced_writes_total.inc()
+            log.warning("write refused: shard lease moved on", error=str(exc))
+            self._finish_all(ids, SKIPPED)
+            return
         except Exception:
             self._metrics.state_write_errors_total.inc()
             log.exception("could not store a batch; it will be judged again next poll")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from monitor.clock import Clock, SystemClock, iso_utc
@@ -13,7 +13,7 @@ from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.notify.base import Notifier
 from monitor.poller.live import LiveState
-from monitor.store.base import NewTransition, Store
+from monitor.store.base import Fence, NewTransition, Store
 
 log = get_logger("monitor.processor")
 
@@ -50,8 +50,10 @@ class Processor:
         router: Router | None = None,
         clock: Clock | None = None,
         enrich: Callable[[str], Mapping[str, Any]] | None = None,
+        fence: Callable[[Iterable[str]], Fence] | None = None,
     ) -> None:
         self._enrich = enrich
+        self._fence = fence
         self._store = store
         self.router = router
         self._clock = clock or SystemClock()
@@ -95,9 +97,12 @@ class Processor:
         if new and self.router is not None:
             deliveries = self.router.route_all(new)
             delivery_at = self._clock.wall() + self.router.first_delay
+        fence = None
+        if self._fence is not None and (detection.changed or new):
+            fence = self._fence([*detection.changed, *(t.event_id for t in new)])
         with self._metrics.state_write_seconds.time():
             stored = await self._store.record(
-                detection.changed, new, observed_at, deliveries, delivery_at
+                detection.changed, new, observed_at, deliveries, delivery_at, fence
             )
         live.apply(catalog, detection.changed)
         seen = live.observed_at

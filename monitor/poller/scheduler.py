@@ -33,10 +33,12 @@ class MaintenanceView:
         catalog: Callable[[], Catalog],
         clock: Clock,
         retired: Callable[[str, float], bool] = lambda eid, now: False,
+        mine: Callable[[str], bool] | None = None,
     ) -> None:
         self._catalog = catalog
         self._clock = clock
         self.retired = retired  # (event ID, now) -> is the event over?
+        self.mine = mine  # with several replicas: is the event in one of our shards?
         self._stamp: tuple[int, int, int] | None = None
         self._flags: list[bool] = []
 
@@ -58,6 +60,8 @@ class MaintenanceView:
         if spec is None:
             return True
         if spec.zone >= 0 and self.flags()[spec.zone]:
+            return True
+        if self.mine is not None and not self.mine(event_id):
             return True
         return self.retired(event_id, self._clock.wall())
 
@@ -141,8 +145,11 @@ class PollScheduler:
             slack = spec.tick_seconds / 2
             status = self._status
         retired = self._maintenance.retired
+        mine = self._maintenance.mine
         n_retired = 0
         for eid in spec.event_ids:
+            if mine is not None and not mine(eid):
+                continue  # another replica's shard
             es = events[eid]
             if es.zone >= 0 and flags[es.zone]:
                 in_maintenance += 1

@@ -54,6 +54,19 @@ def delivery_id(sequence: int, subscription: str) -> str:
     return f"msg_{sequence}_{subscription}"
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The leases a write depends on: it is refused unless `owner` still holds every shard
+    with the same token (a replica that lost them, paused or cut off, writes nothing)."""
+
+    owner: str
+    tokens: Mapping[int, int]
+
+
+class LeaseLost(Exception):
+    """A fenced write was refused: some shard's lease has moved on."""
+
+
 class Store(Protocol):
     """Durable state: per-event confirmed values and streaks, and the transition log.
 
@@ -69,8 +82,8 @@ class Store(Protocol):
         """Flush and release everything."""
         ...
 
-    async def load_states(self) -> dict[str, StoredState]:
-        """Every remembered event state, for a restart to resume from."""
+    async def load_states(self, event_ids: Sequence[str] | None = None) -> dict[str, StoredState]:
+        """Remembered event states (all, or those of `event_ids`), for a restart or takeover."""
         ...
 
     async def record(
@@ -80,11 +93,13 @@ class Store(Protocol):
         observed_at: float,
         deliveries: Sequence[Sequence[str]] = (),
         delivery_at: float = 0.0,
+        fence: Fence | None = None,
     ) -> list[Transition]:
         """Store changed states, new transitions and their outbox rows in one transaction.
 
         `deliveries[i]` names the subscriptions that get transitions[i]; their first attempt
-        is due at `delivery_at`. Returns the transitions with their sequences.
+        is due at `delivery_at`. With a `fence`, the write is refused (LeaseLost, nothing
+        stored) unless the leases still hold. Returns the transitions with their sequences.
         """
         ...
 
@@ -102,8 +117,19 @@ class Store(Protocol):
 
     # -- the outbox ------------------------------------------------------------------------
 
-    async def due_deliveries(self, subscription: str, now: float, limit: int) -> list[Delivery]:
-        """Pending deliveries due by `now`, never one whose event has an earlier pending one."""
+    async def due_deliveries(
+        self,
+        subscription: str,
+        now: float,
+        limit: int,
+        claimer: str | None = None,
+        visibility: float = 60.0,
+    ) -> list[Delivery]:
+        """Pending deliveries due by `now`, never one whose event has an earlier pending one.
+
+        With a `claimer` (several replicas), the rows are claimed for `visibility` seconds so
+        no other worker attempts them meanwhile.
+        """
         ...
 
     async def next_delivery_at(self) -> float | None:

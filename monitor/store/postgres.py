@@ -19,7 +19,7 @@ import orjson
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import postgres_sql as sql
-from monitor.store.base import Delivery, NewTransition, StoredState, delivery_id
+from monitor.store.base import Delivery, Fence, LeaseLost, NewTransition, StoredState, delivery_id
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OBSERVED_CHUNK = 20_000
@@ -102,9 +102,12 @@ class PostgresStore:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pool.close(), _CLOSE_SECONDS)
 
-    async def load_states(self) -> dict[str, StoredState]:
-        """Every stored event state."""
-        rows = await self._db.fetch(sql.LOAD_STATES)
+    async def load_states(self, event_ids: Sequence[str] | None = None) -> dict[str, StoredState]:
+        """Stored event states (all, or those of `event_ids`)."""
+        if event_ids is None:
+            rows = await self._db.fetch(sql.LOAD_STATES)
+        else:
+            rows = await self._db.fetch(sql.LOAD_SOME_STATES, list(event_ids))
         return {
             eid: StoredState(EventState((s, sp, ss), (r, rp, rs)), at)
             for eid, s, sp, ss, r, rp, rs, at in rows
@@ -117,14 +120,25 @@ class PostgresStore:
         observed_at: float,
         deliveries: Sequence[Sequence[str]] = (),
         delivery_at: float = 0.0,
+        fence: Fence | None = None,
     ) -> list[Transition]:
-        """One transaction: upsert changed states, append transitions and their deliveries."""
+        """One transaction: upsert changed states, append transitions and their deliveries.
+
+        With a `fence`, the lease rows are checked first and held (FOR SHARE) until commit, so
+        a refused write leaves nothing behind and no takeover slips in between.
+        """
         if not changed and not transitions:
             return []
         async with self._db.acquire() as conn, conn.transaction():
-            # A fencing check belongs here, first in the transaction and holding the lease row
-            # (FOR SHARE) until commit, so that a refused write leaves nothing behind and a
-            # takeover cannot slip in between check and commit.
+            if fence is not None and fence.tokens:
+                shards = list(fence.tokens)
+                held = await conn.fetch(
+                    sql.CHECK_FENCE, shards, [fence.tokens[s] for s in shards], fence.owner
+                )
+                if len(held) != len(shards):
+                    raise LeaseLost(
+                        f"{len(shards) - len(held)} shard lease(s) moved on; write refused"
+                    )
             if changed:
                 await conn.execute(sql.UPSERT_STATES, *_state_columns(changed), observed_at)
             if not transitions:
@@ -177,8 +191,21 @@ class PostgresStore:
 
     # -- the outbox ------------------------------------------------------------------------
 
-    async def due_deliveries(self, subscription: str, now: float, limit: int) -> list[Delivery]:
-        """Pending deliveries due by `now`, never one whose event has an earlier pending one."""
+    async def due_deliveries(
+        self,
+        subscription: str,
+        now: float,
+        limit: int,
+        claimer: str | None = None,
+        visibility: float = 60.0,
+    ) -> list[Delivery]:
+        """Pending deliveries due by `now`, never one whose event has an earlier pending one;
+        with a `claimer`, claimed (SKIP LOCKED) for `visibility` seconds."""
+        if claimer is not None:
+            rows = await self._db.fetch(
+                sql.CLAIM_DELIVERIES, subscription, now, limit, claimer, visibility
+            )
+            return [_delivery(row) for row in rows]
         rows = await self._db.fetch(sql.DUE_DELIVERIES, subscription, now, limit)
         return [_delivery(row) for row in rows]
 
@@ -252,6 +279,51 @@ class PostgresStore:
     async def delete_object(self, kind: str, name: str) -> bool:
         """Delete an API-created object; False when there was none."""
         return _count(await self._db.execute(sql.DELETE_OBJECT, kind, name)) > 0
+
+    # -- leases (several replicas) ---------------------------------------------------------
+
+    async def ensure_leases(self, kind: str, count: int) -> None:
+        """Make sure lease rows 0..count-1 of a kind exist."""
+        await self._db.execute(sql.ENSURE_LEASES, kind, count)
+
+    async def heartbeat(self, replica: str) -> None:
+        """This replica is alive."""
+        await self._db.execute(sql.HEARTBEAT, replica)
+
+    async def forget_replica(self, replica: str) -> None:
+        """This replica is leaving."""
+        await self._db.execute(sql.FORGET_REPLICA, replica)
+
+    async def live_replicas(self, within: float) -> list[str]:
+        """Replicas seen within the last `within` seconds."""
+        return [r["id"] for r in await self._db.fetch(sql.LIVE_REPLICAS, within)]
+
+    async def lease_owners(self) -> dict[tuple[str, int], str]:
+        """Unexpired leases: (kind, id) -> owner."""
+        rows = await self._db.fetch(sql.LEASE_SNAPSHOT)
+        return {(r["kind"], int(r["id"])): r["owner"] for r in rows}
+
+    async def acquire_leases(
+        self, kind: str, count: int, owner: str, seconds: float
+    ) -> list[tuple[int, int, str | None, float | None]]:
+        """Take up to `count` free or expired leases: (id, token, previous owner, seconds the
+        lease had been expired)."""
+        if count <= 0:
+            return []
+        rows = await self._db.fetch(sql.ACQUIRE_LEASES, kind, count, owner, seconds)
+        return [
+            (int(r[0]), int(r[1]), r[2], float(r[3]) if r[3] is not None else None) for r in rows
+        ]
+
+    async def renew_leases(self, kind: str, owner: str, seconds: float) -> dict[int, int]:
+        """Extend every unexpired lease of `owner`; returns those still held (id -> token)."""
+        rows = await self._db.fetch(sql.RENEW_LEASES, kind, owner, seconds)
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    async def release_leases(self, kind: str, owner: str, ids: Sequence[int]) -> None:
+        """Give leases up at once (another replica may take them in its next cycle)."""
+        if ids:
+            await self._db.execute(sql.RELEASE_LEASES, kind, owner, list(ids))
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -61,6 +61,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (kind, name)
     );
     """,
+    """
+    -- Several replicas: leases on shards of the events and on slots of the rate budget, each
+    -- with a fencing token that grows with every change of owner; replicas' heartbeats; and
+    -- claims on deliveries, so that one worker at a time attempts each.
+    CREATE SEQUENCE lease_tokens;
+    CREATE TABLE leases (
+        kind       text NOT NULL,
+        id         integer NOT NULL,
+        owner      text,
+        token      bigint NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL DEFAULT '-infinity',
+        PRIMARY KEY (kind, id)
+    );
+    CREATE TABLE replicas (
+        id      text PRIMARY KEY,
+        seen_at timestamptz NOT NULL
+    );
+    ALTER TABLE deliveries ADD COLUMN claimed_by text;
+    ALTER TABLE deliveries ADD COLUMN claimed_until double precision;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -89,6 +109,7 @@ LOAD_STATES: Final = """
            resale, resale_pending, resale_streak, observed_at
       FROM event_state
 """
+LOAD_SOME_STATES: Final = LOAD_STATES + " WHERE event_id = ANY($1::text[])"
 
 # One statement for the whole batch: the columns travel as arrays.
 UPSERT_STATES: Final = """
@@ -180,6 +201,84 @@ DUE_DELIVERIES: Final = f"""
      LIMIT $3
 """  # noqa: S608 - constant text, no input
 
+# Replicas claim what they attempt: SKIP LOCKED keeps two workers off one row, and a claim
+# lapses after its visibility timeout, so a delivery whose worker died is picked up again.
+CLAIM_DELIVERIES: Final = f"""
+    WITH picked AS (
+        SELECT d.id
+          FROM deliveries d
+         WHERE d.subscription = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
+           AND (d.claimed_until IS NULL OR d.claimed_until < $2 OR d.claimed_by = $4)
+           AND NOT EXISTS (
+               SELECT FROM deliveries e
+                WHERE e.subscription = d.subscription AND e.event_id = d.event_id
+                  AND e.state = 'pending' AND e.sequence < d.sequence
+               OFFSET 0)
+         ORDER BY d.next_attempt_at, d.sequence
+         LIMIT $3
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE deliveries u SET claimed_by = $4, claimed_until = $2 + $5
+          FROM picked WHERE u.id = picked.id
+        RETURNING u.*
+    )
+    SELECT {_DELIVERY_COLUMNS}
+      FROM claimed d JOIN transitions t ON t.sequence = d.sequence
+     ORDER BY d.next_attempt_at, d.sequence
+"""  # noqa: S608 - constant text, no input
+
+# -- leases ----------------------------------------------------------------------------------
+
+ENSURE_LEASES: Final = """
+    INSERT INTO leases (kind, id) SELECT $1, g FROM generate_series(0, $2 - 1) AS g
+    ON CONFLICT (kind, id) DO NOTHING
+"""
+HEARTBEAT: Final = """
+    INSERT INTO replicas (id, seen_at) VALUES ($1, now())
+    ON CONFLICT (id) DO UPDATE SET seen_at = now()
+"""
+FORGET_REPLICA: Final = "DELETE FROM replicas WHERE id = $1"
+LIVE_REPLICAS: Final = """
+    SELECT id FROM replicas WHERE seen_at > now() - make_interval(secs => $1) ORDER BY id
+"""
+LEASE_SNAPSHOT: Final = """
+    SELECT kind, id, owner FROM leases WHERE owner IS NOT NULL AND expires_at > now()
+"""
+ACQUIRE_LEASES: Final = """
+    WITH picked AS (
+        SELECT kind, id, expires_at AS old_expiry, owner AS old_owner
+          FROM leases
+         WHERE kind = $1 AND (owner IS NULL OR expires_at < now())
+         ORDER BY id
+         LIMIT $2
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE leases l
+       SET owner = $3, token = nextval('lease_tokens'),
+           expires_at = now() + make_interval(secs => $4)
+      FROM picked
+     WHERE l.kind = picked.kind AND l.id = picked.id
+    RETURNING l.id, l.token, picked.old_owner,
+              CASE WHEN picked.old_expiry = '-infinity' THEN NULL
+                   ELSE extract(epoch FROM now() - picked.old_expiry) END
+"""
+RENEW_LEASES: Final = """
+    UPDATE leases SET expires_at = now() + make_interval(secs => $3)
+     WHERE kind = $1 AND owner = $2 AND expires_at > now()
+    RETURNING id, token
+"""
+RELEASE_LEASES: Final = """
+    UPDATE leases SET owner = NULL, expires_at = '-infinity'
+     WHERE kind = $1 AND owner = $2 AND id = ANY($3::int[])
+"""
+CHECK_FENCE: Final = """
+    SELECT l.id FROM leases l
+      JOIN unnest($1::int[], $2::bigint[]) AS f(id, token)
+        ON l.kind = 'shard' AND l.id = f.id AND l.token = f.token
+     WHERE l.owner = $3 AND l.expires_at > now()
+       FOR SHARE OF l
+"""
+
 NEXT_DELIVERY_AT: Final = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
 
 # Finished deliveries kept with their result (for /v1/actions), as many as the SQLite store keeps.
@@ -208,11 +307,14 @@ RECENT_DELIVERIES: Final = f"""
 """  # noqa: S608 - constant text, no input
 
 DELIVERY_RETRY: Final = """
-    UPDATE deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1
+    UPDATE deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4,
+                          claimed_by = NULL, claimed_until = NULL
+     WHERE id = $1
 """
 
 DELIVERY_DEAD: Final = """
-    UPDATE deliveries SET state = 'dead', attempts = $2, last_error = $3, dead_at = $4
+    UPDATE deliveries SET state = 'dead', attempts = $2, last_error = $3, dead_at = $4,
+                          claimed_by = NULL, claimed_until = NULL
      WHERE id = $1
 """
 

@@ -15,7 +15,7 @@ import orjson
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import sqlite_outbox as outbox
-from monitor.store.base import Delivery, NewTransition, StoredState
+from monitor.store.base import Delivery, Fence, NewTransition, StoredState
 
 T = TypeVar("T")
 
@@ -147,9 +147,12 @@ class SQLiteStore:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
 
-    async def load_states(self) -> dict[str, StoredState]:
-        """Every stored event state."""
-        return await self._run(self._load_states_sync)
+    async def load_states(self, event_ids: Sequence[str] | None = None) -> dict[str, StoredState]:
+        """Stored event states (all, or those of `event_ids`)."""
+        states = await self._run(self._load_states_sync)
+        if event_ids is None:
+            return states
+        return {eid: states[eid] for eid in event_ids if eid in states}
 
     def _load_states_sync(self) -> dict[str, StoredState]:
         out: dict[str, StoredState] = {}
@@ -168,8 +171,12 @@ class SQLiteStore:
         observed_at: float,
         deliveries: Sequence[Sequence[str]] = (),
         delivery_at: float = 0.0,
+        fence: Fence | None = None,
     ) -> list[Transition]:
-        """One transaction: upsert changed states, append transitions and their deliveries."""
+        """One transaction: upsert changed states, append transitions and their deliveries.
+
+        One replica only: there are no leases, so `fence` is not consulted.
+        """
         if not changed and not transitions:
             return []
         return await self._run(
@@ -300,8 +307,15 @@ class SQLiteStore:
 
         return await self._run(run)
 
-    async def due_deliveries(self, subscription: str, now: float, limit: int) -> list[Delivery]:
-        """Pending deliveries due by `now`, in per-event order."""
+    async def due_deliveries(
+        self,
+        subscription: str,
+        now: float,
+        limit: int,
+        claimer: str | None = None,
+        visibility: float = 60.0,
+    ) -> list[Delivery]:
+        """Pending deliveries due by `now`, in per-event order (one process: no claims)."""
         return await self._run(outbox.due, self._db, subscription, now, limit)
 
     async def next_delivery_at(self) -> float | None:

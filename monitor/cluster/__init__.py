@@ -1,0 +1,1 @@
+"""Several replicas on PostgreSQL: shards and rate-budget slots held by lease."""
