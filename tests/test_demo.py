@@ -8,11 +8,11 @@ import sys
 
 async def test_demo_shows_transitions_and_maintenance():
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor", "demo", "--duration", "10", "--port", "0",
+        sys.executable, "-m", "monitor", "demo", "--duration", "14", "--port", "0",
         "--change-seconds", "2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    out, err = await asyncio.wait_for(proc.communicate(), 40)
     text = out.decode()
     assert proc.returncode == 0, err.decode()
     assert "/metrics" in text
