@@ -288,12 +288,10 @@ async def test_a_paused_replica_writes_nothing_after_takeover(tmp_path, pg_schem
             deadline = time.monotonic() + 20
             owned = [0.0, 0.0]
             while time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(aiohttp.ClientError):
                     owned = [
                         await metric(u, "availability_monitor_cluster_shards_owned") for u in urls
                     ]
-                except aiohttp.ClientError:
-                    pass
                 if sum(owned) == 12 and min(owned) > 0:
                     break
                 await asyncio.sleep(0.3)
