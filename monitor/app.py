@@ -151,6 +151,8 @@ class Daemon:
         self._start_polling(notifiers)
         if self.coordinator is not None:
             self.health.cluster = self.coordinator.healthy
+            coordinator = self.coordinator
+            self.health.standby = lambda: not coordinator.owned_slots
             await self.coordinator.start()
             stack.push_async_callback(self.coordinator.stop)
             self.budget.resize(len(self.coordinator.owned_slots))
@@ -599,7 +601,7 @@ class Daemon:
             return False
         ignored = [
             section
-            for section in ("upstream", "state", "server", "log", "partner")
+            for section in ("upstream", "state", "server", "log", "partner", "cluster")
             if getattr(new, section) != getattr(self.config, section)
         ]
         if ignored:

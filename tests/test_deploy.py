@@ -1,7 +1,12 @@
 """deploy/ as shipped: Kubernetes manifests, the systemd unit, the image, rules and dashboard.
 
+Both Kubernetes layouts are checked: deploy/kubernetes (one replica on SQLite, a StatefulSet) and
+deploy/kubernetes-postgres (several replicas on PostgreSQL, a Deployment).
+
 Tools that may be missing here skip with the reason: promtool (Debian's `prometheus` package,
-which .ci/run installs) and systemd-analyze. Everything else runs offline on every machine.
+which .ci/run installs), systemd-analyze and kubectl (for `kubectl kustomize`, offline). The
+cluster metrics are checked on a daemon on the PostgreSQL test server, which skips only when no
+server can be reached (see tests/test_store.py). Everything else runs offline on every machine.
 """
 
 from __future__ import annotations
@@ -23,16 +28,22 @@ import kubernetes_validate
 import pytest
 import referencing
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import __version__
 from monitor.app import SHUTDOWN_SECONDS
 from monitor.config import load_config, parse_config
 from monitor.config.models import parse_listen
-from tests.conftest import make_config
+from tests.conftest import API_KEY, make_config
+from tests.test_store import PG_DSN, pg_schema  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+K8S_PG = DEPLOY / "kubernetes-postgres"
+LAYOUTS = [K8S, K8S_PG]
+#: The one workload of each layout.
+WORKLOAD = {K8S: "StatefulSet", K8S_PG: "Deployment"}
 RULES = DEPLOY / "prometheus" / "rules.yaml"
 RULES_TEST = DEPLOY / "prometheus" / "rules_test.yaml"
 DASHBOARD = DEPLOY / "grafana" / "availability-monitor.json"
@@ -41,6 +52,7 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 
 PROMTOOL = shutil.which("promtool")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+KUBECTL = shutil.which("kubectl")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
     reason="promtool is not installed (Debian package `prometheus`; .ci/run installs it)",
@@ -48,12 +60,16 @@ needs_promtool = pytest.mark.skipif(
 needs_systemd_analyze = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (package `systemd`)"
 )
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+layouts = pytest.mark.parametrize("layout", LAYOUTS, ids=[p.name for p in LAYOUTS])
 
 #: Kinds from the Prometheus Operator's CRDs: kubernetes-validate has no schemas for them, so
 #: test_crd_manifests checks them against the parts of the CRD schema these manifests use.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 METRIC_RE = re.compile(r"\bavailability_monitor_[a-z0-9_]+")
 JOB = "availability-monitor"
+#: What the Downward API gives a pod of the Deployment as POD_NAME.
+POD_NAME = "availability-monitor-5d8c7b9f4-x7k2p"
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -64,10 +80,10 @@ def load_yaml(path: Path) -> Any:
 
 
 @functools.cache
-def manifests() -> list[tuple[str, dict[str, Any]]]:
-    """(file name, document) for every Kubernetes object under deploy/kubernetes (read once)."""
+def manifests(layout: Path = K8S) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, document) for every Kubernetes object of a layout (read once)."""
     out = []
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(layout.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
@@ -76,17 +92,23 @@ def manifests() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def manifest(kind: str, name: str | None = None) -> dict[str, Any]:
+def manifest(kind: str, name: str | None = None, layout: Path = K8S) -> dict[str, Any]:
     found = [
-        d for _, d in manifests() if d["kind"] == kind and name in (None, d["metadata"]["name"])
+        d
+        for _, d in manifests(layout)
+        if d["kind"] == kind and name in (None, d["metadata"]["name"])
     ]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    assert len(found) == 1, f"{layout.name}: expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
 
-def container() -> dict[str, Any]:
-    sts = manifest("StatefulSet")
-    (c,) = sts["spec"]["template"]["spec"]["containers"]
+def workload(layout: Path = K8S) -> dict[str, Any]:
+    """The layout's StatefulSet or Deployment."""
+    return manifest(WORKLOAD[layout], layout=layout)
+
+
+def container(layout: Path = K8S) -> dict[str, Any]:
+    (c,) = workload(layout)["spec"]["template"]["spec"]["containers"]
     return c
 
 
@@ -143,24 +165,47 @@ def unit_settings(text: str) -> dict[str, list[str]]:
 # -- Kubernetes ---------------------------------------------------------------------------------
 
 
-def test_kustomization_lists_every_manifest_and_nothing_else():
-    kustomization = load_yaml(K8S / "kustomization.yaml")
+@layouts
+def test_kustomization_lists_every_manifest_and_nothing_else(layout):
+    kustomization = load_yaml(layout / "kustomization.yaml")
     listed = kustomization["resources"]
     assert len(listed) == len(set(listed)), "a resource is listed twice"
     for name in listed:
-        assert (K8S / name).is_file(), f"kustomization.yaml lists {name}, which does not exist"
-    on_disk = {p.name for p in K8S.glob("*.yaml")} | {p.name for p in K8S.glob("*.yml")}
+        assert (layout / name).is_file(), f"kustomization.yaml lists {name}, which does not exist"
+    on_disk = {p.name for p in layout.glob("*.yaml")} | {p.name for p in layout.glob("*.yml")}
     examples = {n for n in on_disk if n.endswith(".example.yaml")}
     # Placeholders must never be applied over a real Secret by `kubectl apply -k`.
     assert not examples & set(listed), "example manifests must not be listed"
     assert set(listed) == on_disk - {"kustomization.yaml"} - examples
 
 
+@needs_kubectl
+@layouts
+def test_kustomize_builds_the_listed_manifests(layout):
+    """`kubectl kustomize` (offline) renders exactly the listed objects, image and labels set."""
+    result = run(KUBECTL, "kustomize", layout)
+    assert result.returncode == 0, result.stderr
+    built = [d for d in yaml.safe_load_all(result.stdout) if d]
+    listed = load_yaml(layout / "kustomization.yaml")["resources"]
+    expected = [d for f, d in manifests(layout) if f in listed]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in built) == sorted(
+        (d["kind"], d["metadata"]["name"]) for d in expected
+    )
+    assert "Secret" not in {d["kind"] for d in built}
+    for doc in built:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "availability-monitor"
+    (image,) = load_yaml(layout / "kustomization.yaml")["images"]
+    (work,) = [d for d in built if d["kind"] == WORKLOAD[layout]]
+    (c,) = work["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == f"{image['newName']}:{image['newTag']}"
+
+
 @pytest.mark.parametrize(
     ("file", "doc"),
     [
-        pytest.param(f, d, id=f"{f}:{d['kind']}")
-        for f, d in manifests()
+        pytest.param(f, d, id=f"{layout.name}/{f}:{d['kind']}")
+        for layout in LAYOUTS
+        for f, d in manifests(layout)
         if d["kind"] not in CRD_KINDS
     ],
 )
@@ -176,10 +221,13 @@ def test_manifest_validates_against_the_kubernetes_schema(file, doc):
     pytest.fail(problem, pytrace=False)  # outside `except`: no page of schema in the report
 
 
-def test_every_kind_is_covered():
-    kinds = {d["kind"] for _, d in manifests()}
+@layouts
+def test_every_kind_is_covered(layout):
+    kinds = {d["kind"] for _, d in manifests(layout)}
     assert kinds >= CRD_KINDS
-    assert {"StatefulSet", "Service", "ConfigMap", "Secret"} <= kinds
+    assert {WORKLOAD[layout], "Service", "ConfigMap", "Secret"} <= kinds
+    if layout == K8S_PG:
+        assert "PodDisruptionBudget" in kinds
 
 
 def _k8s_definitions() -> referencing.Resource[Any]:
@@ -273,10 +321,11 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+@layouts
 @pytest.mark.parametrize("kind", sorted(CRD_KINDS))
-def test_crd_manifests(kind):
+def test_crd_manifests(kind, layout):
     """Operator CRDs: apiVersion, Kubernetes ObjectMeta, and the spec fields used."""
-    doc = manifest(kind)
+    doc = manifest(kind, layout=layout)
     schema = {
         "type": "object",
         "required": ["apiVersion", "kind", "metadata", "spec"],
@@ -292,24 +341,26 @@ def test_crd_manifests(kind):
     jsonschema.Draft202012Validator(schema, registry=registry).validate(doc)
 
 
-def test_prometheusrule_holds_the_same_rules_as_the_rules_file():
-    rule = manifest("PrometheusRule")
+@layouts
+def test_prometheusrule_holds_the_same_rules_as_the_rules_file(layout):
+    rule = manifest("PrometheusRule", layout=layout)
     assert rule["spec"] == load_yaml(RULES), (
-        "deploy/kubernetes/prometheusrule.yaml differs from deploy/prometheus/rules.yaml: copy "
-        "the groups of rules.yaml under `spec:` of the PrometheusRule"
+        f"deploy/{layout.name}/prometheusrule.yaml differs from deploy/prometheus/rules.yaml: "
+        "copy the groups of rules.yaml under `spec:` of the PrometheusRule"
     )
 
 
-def test_services_and_servicemonitor_fit_together():
-    pod_labels = manifest("StatefulSet")["spec"]["template"]["metadata"]["labels"]
-    port_names = {p["name"] for p in container()["ports"]}
-    services = {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == "Service"}
+@layouts
+def test_services_and_servicemonitor_fit_together(layout):
+    pod_labels = workload(layout)["spec"]["template"]["metadata"]["labels"]
+    port_names = {p["name"] for p in container(layout)["ports"]}
+    services = {d["metadata"]["name"]: d for _, d in manifests(layout) if d["kind"] == "Service"}
     for svc in services.values():
         assert svc["spec"]["selector"].items() <= pod_labels.items()
         for port in svc["spec"]["ports"]:
             assert port["targetPort"] in port_names
 
-    monitor = manifest("ServiceMonitor")["spec"]
+    monitor = manifest("ServiceMonitor", layout=layout)["spec"]
     chosen = [
         s
         for s in services.values()
@@ -320,7 +371,8 @@ def test_services_and_servicemonitor_fit_together():
     # A not-ready pod (key refused, state loading) must stay scraped: see service-metrics.yaml.
     assert metrics["spec"]["publishNotReadyAddresses"] is True
     assert metrics["spec"]["clusterIP"] == "None"
-    assert manifest("StatefulSet")["spec"]["serviceName"] == metrics["metadata"]["name"]
+    if WORKLOAD[layout] == "StatefulSet":
+        assert workload(layout)["spec"]["serviceName"] == metrics["metadata"]["name"]
     svc_ports = {p["name"] for p in metrics["spec"]["ports"]}
     for endpoint in monitor["endpoints"]:
         assert endpoint["port"] in svc_ports and endpoint["path"] == "/metrics"
@@ -329,13 +381,11 @@ def test_services_and_servicemonitor_fit_together():
     assert f'up{{job="{JOB}"}}' in rules()[0]["expr"]
 
 
-def test_statefulset_runs_one_hardened_replica_with_its_state_volume():
-    sts = manifest("StatefulSet")
-    spec, pod = sts["spec"], sts["spec"]["template"]["spec"]
-    c = container()
-    assert spec["replicas"] == 1
-    assert "SQLite cannot be shared by replicas" in (K8S / "statefulset.yaml").read_text()
+def assert_hardened_pod(layout: Path) -> None:
+    """Checks every workload shares: security, resources, probes, graceful stop, the image."""
+    pod, c = workload(layout)["spec"]["template"]["spec"], container(layout)
     assert pod["terminationGracePeriodSeconds"] > max(10, SHUTDOWN_SECONDS)
+    assert pod["automountServiceAccountToken"] is False
 
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -353,24 +403,96 @@ def test_statefulset_runs_one_hardened_replica_with_its_state_volume():
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"]["port"] in ports
 
+    name, tag = c["image"].rsplit(":", 1)
+    assert tag == __version__
+    images = load_yaml(layout / "kustomization.yaml")["images"]
+    assert {"name": name, "newName": name, "newTag": __version__} in images
+
+
+def test_statefulset_runs_one_hardened_replica_with_its_state_volume():
+    sts = manifest("StatefulSet")
+    spec = sts["spec"]
+    c = container()
+    assert spec["replicas"] == 1
+    assert "SQLite cannot be shared by replicas" in (K8S / "statefulset.yaml").read_text()
+    assert_hardened_pod(K8S)
+
     (claim,) = spec["volumeClaimTemplates"]
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert claim["metadata"]["name"] in mounts
 
-    name, tag = c["image"].rsplit(":", 1)
-    assert tag == __version__
-    images = load_yaml(K8S / "kustomization.yaml")["images"]
-    assert {"name": name, "newName": name, "newTag": __version__} in images
+
+def test_deployment_runs_hardened_replicas_without_a_state_volume():
+    deploy = workload(K8S_PG)
+    spec, pod, c = deploy["spec"], deploy["spec"]["template"]["spec"], container(K8S_PG)
+    assert spec["replicas"] == 3
+    assert_hardened_pod(K8S_PG)
+    assert pod["terminationGracePeriodSeconds"] == 30
+
+    # the same security settings and resources as the StatefulSet's pod
+    sts_pod, sts_c = workload(K8S)["spec"]["template"]["spec"], container(K8S)
+    assert pod["securityContext"] == sts_pod["securityContext"]
+    assert c["securityContext"] == sts_c["securityContext"]
+    assert c["resources"] == sts_c["resources"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe] == sts_c[probe], probe
+
+    # no state on the pod: only the config, the secrets and a small /tmp
+    assert "volumeClaimTemplates" not in spec
+    kinds = {v["name"]: (v.keys() - {"name"}).pop() for v in pod["volumes"]}
+    assert sorted(kinds.values()) == ["configMap", "emptyDir", "secret"]
+    (tmp,) = [v for v in pod["volumes"] if "emptyDir" in v]
+    assert "medium" not in tmp["emptyDir"] and tmp["emptyDir"]["sizeLimit"]
+    assert {m["name"] for m in c["volumeMounts"]} == set(kinds)
+
+    # cluster.replica_id is ${POD_NAME}: the pod's name, from the Downward API
+    (env,) = [e for e in c["env"] if e["name"] == "POD_NAME"]
+    assert env["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+    # A rollout runs replicas + maxSurge pods at once; each must be able to hold a budget slot,
+    # or the extra one stands by, sends no request and never reports ready (the rollout stalls).
+    rolling = spec["strategy"]["rollingUpdate"]
+    assert spec["strategy"]["type"] == "RollingUpdate" and rolling["maxUnavailable"] == 0
+    config = yaml.safe_load(manifest("ConfigMap", layout=K8S_PG)["data"]["config.yaml"])
+    assert spec["replicas"] + rolling["maxSurge"] <= config["upstream"]["rate_limit"]["requests"]
+
+    # spread over nodes, without refusing to schedule on a small cluster
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= pod_labels.items()
+    spread = {t["topologyKey"]: t for t in pod["topologySpreadConstraints"]}
+    assert "kubernetes.io/hostname" in spread
+    for t in spread.values():
+        assert t["whenUnsatisfiable"] == "ScheduleAnyway"
+        assert t["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
 
 
-def test_configmap_config_is_valid_and_fits_the_statefulset(tmp_path):
+def test_poddisruptionbudget_lets_one_replica_go_at_a_time():
+    pdb = manifest("PodDisruptionBudget", layout=K8S_PG)["spec"]
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+    # it selects exactly the Deployment's pods
+    assert pdb["selector"] == workload(K8S_PG)["spec"]["selector"]
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def pod_env(c: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as a pod would see it (Downward API fields filled in)."""
+    fields = {"metadata.name": POD_NAME}
+    return {
+        e["name"]: e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        for e in c.get("env", [])
+    }
+
+
+@layouts
+def test_configmap_config_is_valid_and_fits_the_workload(layout, tmp_path):
     """The shipped config loads (secret files from the example Secret) and fits the pod."""
-    c = container()
+    c = container(layout)
+    pod = workload(layout)["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-    volumes = {v["name"]: v for v in manifest("StatefulSet")["spec"]["template"]["spec"]["volumes"]}
-    cm = manifest("ConfigMap")
-    secret = manifest("Secret")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    cm = manifest("ConfigMap", layout=layout)
+    secret = manifest("Secret", layout=layout)
     (config_vol,) = [n for n in mounts if "configMap" in volumes.get(n, {})]
     (secret_vol,) = [n for n in mounts if "secret" in volumes.get(n, {})]
     assert volumes[config_vol]["configMap"]["name"] == cm["metadata"]["name"]
@@ -382,29 +504,46 @@ def test_configmap_config_is_valid_and_fits_the_statefulset(tmp_path):
     for key, value in secret["stringData"].items():
         assert value.startswith("REPLACE_"), f"secret.example.yaml {key} is not a placeholder"
 
-    # lay out the ConfigMap and Secret as the pod sees them, under tmp_path
-    etc, run_secrets = tmp_path / "etc", tmp_path / "secrets"
-    for folder, data in ((etc, cm["data"]), (run_secrets, secret["stringData"])):
-        folder.mkdir()
+    # Lay out the ConfigMap and Secret as the pod sees them, under tmp_path (a mount may sit
+    # inside another, as the Secret inside the config directory of kubernetes-postgres), and
+    # point the config's paths there: each path is rewritten once, by its longest mount.
+    root = tmp_path / "root"
+    for mount, data in ((config_mount, cm["data"]), (secret_mount, secret["stringData"])):
+        folder = root / mount.lstrip("/")
+        folder.mkdir(parents=True)
         for key, value in data.items():
             (folder / key).write_text(value)
-    text = (
-        cm["data"]["config.yaml"]
-        .replace(config_mount + "/", f"{etc}/")
-        .replace(secret_mount + "/", f"{run_secrets}/")
-    )
-    assert config_mount not in text and secret_mount not in text
-    config = parse_config(text, env={})
+    longest_first = sorted((config_mount, secret_mount), key=len, reverse=True)
+    pattern = re.compile("(?<![\\w/])(" + "|".join(map(re.escape, longest_first)) + ")/")
+    text = pattern.sub(lambda m: f"{root}{m[1]}/", cm["data"]["config.yaml"])
+    assert not pattern.search(text)  # every path now starts with root (a word character before)
+    env = pod_env(c)
+    config = parse_config(text, env=env)
+
     assert config.upstream.api_key.reveal() == secret["stringData"]["tm_api_key"]
+    assert config.server.admin_token is not None
+    assert config.server.admin_token.reveal() == secret["stringData"]["admin_token"]
     assert config.server.listen == "0.0.0.0:9108"
     assert parse_listen(config.server.listen)[1] == c["ports"][0]["containerPort"]
-    state_dir = mounts[
-        manifest("StatefulSet")["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
-    ]
-    assert Path(config.state.path).parent == Path(state_dir)
     args = c["args"]
     assert args[:1] == ["run"]
     assert args[args.index("--config") + 1] == f"{config_mount}/config.yaml"
+
+    if layout == K8S:
+        assert config.state.backend == "sqlite"
+        state_dir = mounts[workload(K8S)["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]]
+        assert Path(config.state.path).parent == Path(state_dir)
+        return
+
+    assert config.state.backend == "postgres"
+    assert config.state.dsn is not None
+    assert config.state.dsn.reveal() == secret["stringData"]["pg_dsn"]
+    assert "dsn_file: /etc/availability-monitor/secrets/pg_dsn" in cm["data"]["config.yaml"]
+    assert secret_mount == "/etc/availability-monitor/secrets"
+    # every replica its own ID: the pod's name
+    assert "replica_id: ${POD_NAME}" in cm["data"]["config.yaml"]
+    assert config.cluster.replica_id == env["POD_NAME"]
+    assert config.cluster.lease_seconds * 2 <= pod["terminationGracePeriodSeconds"]
 
 
 # -- systemd ------------------------------------------------------------------------------------
@@ -635,6 +774,50 @@ async def live_metrics(sim, tmp_path, start_daemon) -> str:
         return await r.text()
 
 
+CLUSTER_SHARDS, CLUSTER_REQUESTS = 8, 5
+
+
+@pytest.fixture
+async def live_cluster_metrics(sim, pg_schema, start_daemon) -> str:  # noqa: F811
+    """The /metrics text of a real replica on PostgreSQL (a fresh schema) after two polls.
+
+    pg_schema comes before start_daemon, so the daemon is stopped before its schema is dropped.
+    """
+    head = {
+        "upstream": {
+            "base_url": sim.url,
+            "api_key": API_KEY,
+            "rate_limit": {"requests": CLUSTER_REQUESTS, "per_seconds": 1, "margin": 0.05},
+            "timeout_seconds": 2,
+        },
+        "state": {"backend": "postgres", "dsn": PG_DSN, "schema": pg_schema},
+        # as in deploy/kubernetes-postgres: the replica's ID from the pod's name
+        "cluster": {"shards": CLUSTER_SHARDS, "replica_id": "${POD_NAME}"},
+        "server": {"listen": "127.0.0.1:0"},
+    }
+    config = parse_config(yaml.safe_dump(head) + LIVE_BODY, env={"POD_NAME": POD_NAME})
+    d = await start_daemon(config)
+    await d.scheduler.run_once()
+    sim.world.set_status(A, status="FEW_TICKETS_LEFT")
+    await d.scheduler.run_once()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(d.url + "/readyz") as r:
+            # a replica holding shards and budget slots, which polled: ready
+            assert r.status == 200, await r.text()
+        async with s.get(d.url + "/metrics") as r:
+            assert r.status == 200
+            return await r.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, for every sample of an exposition."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 def exposed_names(text: str) -> set[str]:
     """Every series name a PromQL query can use, from the # TYPE lines and the samples.
 
@@ -680,11 +863,59 @@ async def test_every_metric_used_in_rules_and_dashboard_is_exposed(live_metrics)
         assert not missing, f"{where} uses metrics the daemon does not expose: {missing}"
 
 
+def cluster_names_used() -> set[str]:
+    return {n for names in used_names().values() for n in names if "_cluster_" in n}
+
+
+async def test_cluster_metrics_of_the_rules_are_set_by_a_replica_on_postgresql(
+    live_cluster_metrics,
+):
+    """The cluster rules' metrics, live from a replica on PostgreSQL, with the values the rules
+    take for a healthy fleet (here: one replica, holding every shard and budget slot)."""
+    used = cluster_names_used()
+    assert {
+        "availability_monitor_cluster_leases_lost_total",
+        "availability_monitor_cluster_lease_renewals_total",
+        "availability_monitor_cluster_shards_owned",
+        "availability_monitor_cluster_replicas_live",
+        "availability_monitor_cluster_fenced_writes_total",
+    } <= used
+    missing = sorted(used - exposed_names(live_cluster_metrics))
+    assert not missing, f"the rules use cluster metrics a replica does not expose: {missing}"
+
+    got = samples(live_cluster_metrics)
+    p = "availability_monitor_cluster_"
+    assert got[(p + "shards_owned", ())] == CLUSTER_SHARDS
+    assert got[(p + "budget_slots_owned", ())] == CLUSTER_REQUESTS
+    assert got[(p + "replicas_live", ())] == 1
+    assert got[(p + "lease_renewals_total", (("outcome", "ok"),))] >= 1
+    assert (p + "lease_renewals_total", (("outcome", "error"),)) not in got
+    assert got[(p + "leases_lost_total", ())] == 0
+    assert got[(p + "fenced_writes_total", ())] == 0
+    # it polled and stored the transition through the fenced write path
+    transitions = [v for (n, _), v in got.items() if n == "availability_monitor_transitions_total"]
+    assert transitions == [1]
+
+
+async def test_a_sqlite_daemon_exports_the_cluster_gauges_at_zero(live_metrics):
+    """Why AvailabilityMonitorClusterNoShardsOwned also asks for replicas_live > 0: on SQLite
+    the shard gauge is 0 for good, and only replicas_live tells the two modes apart."""
+    got = samples(live_metrics)
+    p = "availability_monitor_cluster_"
+    assert got[(p + "shards_owned", ())] == 0
+    assert got[(p + "replicas_live", ())] == 0
+    (rule,) = [r for r in rules() if r["alert"] == "AvailabilityMonitorClusterNoShardsOwned"]
+    assert "availability_monitor_cluster_replicas_live) > 0" in rule["expr"]
+
+
 @needs_promtool
-async def test_promtool_check_metrics_accepts_the_live_metrics(live_metrics):
+@pytest.mark.parametrize("fixture", ["live_metrics", "live_cluster_metrics"])
+def test_promtool_check_metrics_accepts_the_live_metrics(fixture, request):
+    # not async: pytest-asyncio sets the async fixture up on its own loop
+    text = request.getfixturevalue(fixture)
     result = subprocess.run(
         [str(PROMTOOL), "check", "metrics"],
-        input=live_metrics,
+        input=text,
         capture_output=True,
         text=True,
         timeout=60,

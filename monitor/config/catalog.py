@@ -116,6 +116,10 @@ class Catalog:
         return self.zones[spec.zone]
 
 
+_ATTR_NAMES = ("venue", "time_zone", "region", "partner_event_id")
+_NO_ATTRS = (None, None, None, None)
+
+
 def build_catalog(
     config: Config,
     issues: list[ConfigIssue] | None = None,
@@ -127,6 +131,9 @@ def build_catalog(
     "file line N"), so their problems point at the file rather than at a YAML path.
     """
     origin = origins or {}
+
+    def place(si: int, ei: int) -> str:
+        return origin[(si, ei)][1] if (si, ei) in origin else f"watch_sets[{si}].events[{ei}]"
 
     def issue(si: int, ei: int, attr: str, message: str) -> ConfigIssue:
         if (si, ei) in origin:
@@ -164,33 +171,43 @@ def build_catalog(
             continue
         ids: list[str] = []
         seen_here: set[str] = set()
+        name_of_set = ws.name
+        # This loop runs once per listed event (a million, with events_file): no work here
+        # that a plain ID does not need.
         for ei, entry in enumerate(ws.events):
-            where = origin[(si, ei)][1] if (si, ei) in origin else f"watch_sets[{si}].events[{ei}]"
-            if entry.venue is not None and entry.venue not in venues:
-                problems.append(issue(si, ei, "venue", f"unknown venue {entry.venue!r}"))
-            known = attrs.setdefault(entry.id, {})
-            for name in ("venue", "time_zone", "region", "partner_event_id"):
-                value = getattr(entry, name)
-                if value is None:
-                    continue
-                before = known.get(name)
-                if before is None:
-                    known[name] = (value, where)
-                elif before[0] != value:
-                    problems.append(
-                        issue(
-                            si,
-                            ei,
-                            name,
-                            f"event {entry.id} has {name} {before[0]!r} at {before[1]}, "
-                            f"here {value!r}",
+            eid = entry.id
+            values = (entry.venue, entry.time_zone, entry.region, entry.partner_event_id)
+            if values != _NO_ATTRS:
+                if entry.venue is not None and entry.venue not in venues:
+                    problems.append(issue(si, ei, "venue", f"unknown venue {entry.venue!r}"))
+                known = attrs.get(eid)
+                if known is None:
+                    known = attrs[eid] = {}
+                for name, value in zip(_ATTR_NAMES, values, strict=True):
+                    if value is None:
+                        continue
+                    before = known.get(name)
+                    if before is None:
+                        known[name] = (value, place(si, ei))
+                    elif before[0] != value:
+                        problems.append(
+                            issue(
+                                si,
+                                ei,
+                                name,
+                                f"event {eid} has {name} {before[0]!r} at {before[1]}, "
+                                f"here {value!r}",
+                            )
                         )
-                    )
-            if entry.id in seen_here:
+            if eid in seen_here:
                 continue  # listed twice in one set: harmless
-            seen_here.add(entry.id)
-            ids.append(entry.id)
-            members.setdefault(entry.id, []).append(ws.name)
+            seen_here.add(eid)
+            ids.append(eid)
+            listed = members.get(eid)
+            if listed is None:
+                members[eid] = [name_of_set]
+            else:
+                listed.append(name_of_set)
         set_specs[ws.name] = SetSpec(
             ws.name,
             ws.interval_seconds,
@@ -221,28 +238,36 @@ def build_catalog(
     catalog = Catalog(
         sets=set_specs, zones=zones, plan=plan, venues=venues, default_window=default_window
     )
-    interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+    shared: dict[tuple[str, ...], tuple[tuple[str, ...], Rules]] = {}
     rules_cache: dict[tuple[int, bool], Rules] = {}
     for eid, names in members.items():
-        known = attrs[eid]
-        venue_id = known["venue"][0] if "venue" in known else None
-        region = known["region"][0] if "region" in known else None
-        venue = venues.get(venue_id) if venue_id is not None else None
-        tz_name = known["time_zone"][0] if "time_zone" in known else None
-        tz_name = tz_name or (venue.time_zone if venue else None)
-        window = venue.maintenance.window() if venue and venue.maintenance else default_window
-        zone = zone_for(tz_name, window) if tz_name else -1
-        partner_id = known["partner_event_id"][0] if "partner_event_id" in known else None
-        sets = interned.setdefault(tuple(names), tuple(names))
-        # An event in several sets follows the strictest confirmation and tracks UNKNOWN if
-        # any of its sets does (transitions to or from UNKNOWN go only to those sets).
-        key = (
-            max(set_specs[n].confirm_after for n in names),
-            any(set_specs[n].track_unknown for n in names),
-        )
-        rules = rules_cache.setdefault(key, Rules(*key))
-        catalog.events[eid] = EventSpec(
-            eid, region, zone, venue_id, sets, rules, partner_id, "config" if zone >= 0 else None
-        )
+        key = tuple(names)
+        hit = shared.get(key)
+        if hit is None:
+            # An event in several sets follows the strictest confirmation and tracks UNKNOWN if
+            # any of its sets does (transitions to or from UNKNOWN go only to those sets).
+            rule_key = (
+                max(set_specs[n].confirm_after for n in names),
+                any(set_specs[n].track_unknown for n in names),
+            )
+            hit = shared[key] = (key, rules_cache.setdefault(rule_key, Rules(*rule_key)))
+        sets, rules = hit
+        known = attrs.get(eid)
+        if known is None:
+            espec = EventSpec(eid, None, -1, None, sets, rules, None, None)
+        else:
+            venue_id = known["venue"][0] if "venue" in known else None
+            region = known["region"][0] if "region" in known else None
+            venue = venues.get(venue_id) if venue_id is not None else None
+            tz_name = known["time_zone"][0] if "time_zone" in known else None
+            tz_name = tz_name or (venue.time_zone if venue else None)
+            window = venue.maintenance.window() if venue and venue.maintenance else default_window
+            zone = zone_for(tz_name, window) if tz_name else -1
+            partner_id = known["partner_event_id"][0] if "partner_event_id" in known else None
+            espec = EventSpec(
+                eid, region, zone, venue_id, sets, rules, partner_id,
+                "config" if zone >= 0 else None,
+            )  # fmt: skip
+        catalog.events[eid] = espec
         catalog.rules[eid] = rules
     return catalog

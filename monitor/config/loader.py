@@ -11,13 +11,19 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, cast, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from monitor.config.errors import ConfigError, ConfigIssue, join_path
-from monitor.config.models import Config, EventEntry
+from monitor.config.models import (
+    EVENT_ID_RE,
+    Config,
+    EventEntry,
+    FileEntry,
+    check_time_zone,
+)
 from monitor.logs import redact
 
 #: Keys that hold secrets; each may instead be given as `<key>_file: PATH`.
@@ -402,6 +408,45 @@ def _load_event_files(
     return config.model_copy(update={"watch_sets": sets}) if changed else config
 
 
+_REGION_RE = re.compile(r"[A-Za-z]{2,8}")
+_zone_ok: dict[str, bool] = {}
+
+
+def _valid_zone(name: str) -> bool:
+    ok = _zone_ok.get(name)
+    if ok is None:
+        try:
+            check_time_zone(name)
+            ok = True
+        except ValueError:
+            ok = False
+        _zone_ok[name] = ok
+    return ok
+
+
+def _fast_entry(values: Mapping[str, str]) -> FileEntry | None:
+    """A CSV row as an entry without pydantic's per-row cost, or None to take the slow path
+    (which also produces the error messages). Same rules as EventEntry's validators."""
+    eid = values.get("id")
+    if eid is None or not EVENT_ID_RE.fullmatch(eid):
+        return None
+    venue = values.get("venue")
+    tz = values.get("time_zone")
+    region = values.get("region")
+    pid = values.get("partner_event_id")
+    if venue is not None and not EVENT_ID_RE.fullmatch(venue):
+        return None
+    if pid is not None and not EVENT_ID_RE.fullmatch(pid):
+        return None
+    if tz is not None and not _valid_zone(tz):
+        return None
+    if region is not None:
+        if not _REGION_RE.fullmatch(region):
+            return None
+        region = region.upper()
+    return FileEntry(eid, venue, tz, region, pid)
+
+
 def read_events_csv(
     path: str, key: str, issues: list[ConfigIssue], lines: list[int] | None = None
 ) -> list[EventEntry]:
@@ -435,7 +480,7 @@ def read_events_csv(
             return []
         for row in reader:
             line = reader.line_num
-            if not row or all(not c.strip() for c in row):
+            if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(columns):
                 issues.append(
@@ -445,6 +490,13 @@ def read_events_csv(
                 )
                 continue
             values = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip()}
+            fast = _fast_entry(values)
+            if fast is not None:
+                # Same fields as EventEntry; the catalog reads them by name.
+                out.append(cast(EventEntry, fast))
+                if lines is not None:
+                    lines.append(line)
+                continue
             try:
                 out.append(EventEntry.model_validate(values))
                 if lines is not None:

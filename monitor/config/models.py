@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -161,6 +161,22 @@ class EventEntry(Strict):
         if v is not None and not re.fullmatch(r"[A-Za-z]{2,8}", v):
             raise ValueError(f"invalid region {v!r}: expected a short code such as UK")
         return v.upper() if v is not None else None
+
+
+class FileEntry(NamedTuple):
+    """An event read from an `events_file` row, already checked by the same rules as
+    EventEntry: a light record, because such files hold up to millions of rows."""
+
+    id: str
+    venue: str | None = None
+    time_zone: str | None = None
+    region: str | None = None
+    partner_event_id: str | None = None
+
+    def model_dump(self, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
+        """The same shape EventEntry.model_dump gives."""
+        out = self._asdict()
+        return {k: v for k, v in out.items() if v is not None} if exclude_none else out
 
 
 #: An event as listed: a plain ID or a mapping.

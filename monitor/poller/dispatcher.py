@@ -99,6 +99,7 @@ class Health:
         self.key_status = "unchecked"  # unchecked | accepted | refused
         self.nothing_to_poll = False
         self.cluster: Callable[[], tuple[bool, str]] | None = None
+        self.standby: Callable[[], bool] = lambda: False
         self.reason = "starting"
         self._metrics = metrics
 
@@ -133,6 +134,8 @@ class Health:
             return False, f"upstream refuses the API key: {self.reason}"
         if self.key_status == "accepted":
             return True, "ok"
+        if self.standby():
+            return True, "hot standby: no share of the rate budget, ready to take over"
         if self.nothing_to_poll:
             return True, "no events are watched"
         return False, "waiting for the first upstream answer"
