@@ -642,8 +642,15 @@ class Daemon:
         return True
 
     async def _reload_targets(self, new: Config) -> None:
-        await self.subscriptions.set_config(new.notifications.webhooks)
+        # API-made objects are re-read too: with several replicas, another one may have made
+        # them since.
+        await self.subscriptions.load(new.notifications.webhooks)
         await self.actions.load(new.actions)
+        self.api_sets = {
+            name: WatchSet.model_validate(spec)
+            for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
+        }
+        self._use_catalog(build_catalog(self._effective_config()))
 
     async def run_forever(self, *, install_signals: bool = True) -> None:
         """Start, then run until SIGTERM/SIGINT; SIGHUP reloads the config."""
