@@ -358,7 +358,7 @@ class Daemon:
             metrics=self.metrics,
             health=self.health,
             observed_at=lambda eid: self.live.observed_at.get(eid, 0.0),
-            exclude=self.maintenance.excluded,
+            excluder=self.maintenance.excluder,
             clock=self.clock,
             batch_size=up.batch_size,
             max_in_flight=up.max_in_flight,

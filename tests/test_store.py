@@ -598,3 +598,13 @@ async def test_recording_1000_changed_states_is_quick(store: Store) -> None:
     begin = time.perf_counter()
     await store.record(changed, [tr(f"EV{i:06d}") for i in range(100)], 2.0, [["a"]] * 100, 2.0)
     assert time.perf_counter() - begin < 2.0
+
+
+async def test_many_deliveries_done_at_once(store: Store) -> None:
+    new = [tr(f"E{n}") for n in range(4)]
+    await store.record({}, new, 1.0, [["hook"]] * 4, 100.0)
+    done = [delivery_id(n, "hook") for n in range(1, 4)]
+    await store.deliveries_done(done)
+    await store.deliveries_done([])
+    assert await store.outbox_counts() == {"hook": (1, 0)}
+    assert ids(await store.due_deliveries("hook", 1000.0, 10)) == [delivery_id(4, "hook")]

@@ -87,6 +87,10 @@ class OutboxWorker:
         self._rng = rng or random.Random()
         self._idle = idle_seconds
         self._wake = asyncio.Event()
+        self._done: list[str] = []
+        self._done_ready = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
         self._in_flight: dict[str, set[str]] = {}  # subscription -> delivery ids
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -125,6 +129,24 @@ class OutboxWorker:
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._loop(), name="outbox")
 
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="outbox-done")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._done_ready.wait()
+            await asyncio.sleep(0.005)  # let the successes of this moment gather
+            self._done_ready.clear()
+            batch, self._done = self._done, []
+            flushed, self._flushed = self._flushed, asyncio.Event()
+            try:
+                await self._store.deliveries_done(batch)
+            except Exception:
+                log.exception("could not record delivered messages; they will be sent again")
+            finally:
+                flushed.set()
+
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop taking new work; give attempts in flight up to `timeout` to finish."""
         if self._loop_task is not None:
@@ -137,6 +159,15 @@ class OutboxWorker:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+            if self._done:
+                with contextlib.suppress(Exception):
+                    await self._store.deliveries_done(self._done)
+                self._done = []
 
     async def _loop(self) -> None:
         while True:
@@ -196,6 +227,7 @@ class OutboxWorker:
                 return
 
     async def _attempt(self, target: Target, delivery: Delivery) -> None:
+        self._ensure_flusher()
         try:
             result = await target.attempt(delivery)
             await self._settle(target, delivery, result)
@@ -214,7 +246,15 @@ class OutboxWorker:
         if webhook:
             m.webhook_deliveries_total.labels(name, result.outcome).inc()
         if result.outcome == "success":
-            await self._store.delivery_done(delivery.id, result.result, now)
+            if result.result is None:
+                # Successes are written in batches: one transaction (one fsync) for many.
+                # Until the batch is written the row stays pending, so nothing later of the
+                # same event overtakes it; a crash in between means a duplicate, same id.
+                self._done.append(delivery.id)
+                self._done_ready.set()
+                await self._flushed.wait()
+            else:
+                await self._store.delivery_done(delivery.id, result.result, now)
             if webhook:
                 m.webhook_delivery_latency_seconds.labels(name).observe(
                     max(0.0, now - delivery.created_at)

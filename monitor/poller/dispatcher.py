@@ -153,7 +153,7 @@ class Dispatcher:
         metrics: Metrics,
         health: Health,
         observed_at: Callable[[str], float],
-        exclude: Callable[[str], bool] | None = None,
+        excluder: Callable[[], Callable[[str], bool]] | None = None,
         clock: Clock | None = None,
         batch_size: int = 1000,
         max_in_flight: int = 4,
@@ -167,7 +167,7 @@ class Dispatcher:
         self._metrics = metrics
         self._health = health
         self._observed_at = observed_at
-        self._exclude = exclude
+        self._excluder = excluder
         self._clock = clock or SystemClock()
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
@@ -175,7 +175,8 @@ class Dispatcher:
         self._linger = linger_seconds
         self._rng = rng or random.Random()
         self._pool = DuePool()
-        self._waiters: dict[str, list[_Submission]] = {}
+        # event -> the submission waiting for it, or a list when several sets share it
+        self._waiters: dict[str, _Submission | list[_Submission]] = {}
         self._work = asyncio.Event()
         self._drained = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -230,21 +231,32 @@ class Dispatcher:
         if self._closed:
             sub.report.failed = len(specs)
             return sub.report
+        waiters = self._waiters
+        pool_add = self._pool.add
+        seen = self._observed_at
         for spec in specs:
             eid = spec.event_id
-            waiting = self._waiters.get(eid)
+            waiting = waiters.get(eid)
             if waiting is not None:
-                waiting.append(sub)  # already queued or in flight: share that request
+                # Already queued or in flight: share that request.
+                if isinstance(waiting, list):
+                    waiting.append(sub)
+                else:
+                    waiters[eid] = [waiting, sub]
                 continue
-            self._waiters[eid] = [sub]
-            self._pool.add(eid, spec.region, self._observed_at(eid))
+            waiters[eid] = sub
+            pool_add(eid, spec.region, seen(eid))
         self._work.set()
         await sub.done.wait()
         return sub.report
 
     def _finish(self, event_id: str, outcome: str) -> None:
-        for sub in self._waiters.pop(event_id, ()):
-            sub.count(outcome)
+        waiting = self._waiters.pop(event_id, None)
+        if isinstance(waiting, list):
+            for sub in waiting:
+                sub.count(outcome)
+        elif waiting is not None:
+            waiting.count(outcome)
         if not self._waiters:
             self._drained.set()
 
@@ -252,14 +264,24 @@ class Dispatcher:
         for eid in event_ids:
             self._finish(eid, outcome)
 
-    def _drop(self, event_id: str) -> bool:
-        until = self.quarantined.get(event_id)
-        if until is not None:
-            if until > self._clock.monotonic():
-                return True
-            del self.quarantined[event_id]
-            self._metrics.events_quarantined.set(len(self.quarantined))
-        return self._exclude is not None and self._exclude(event_id)
+    def _dropper(self) -> Callable[[str], bool]:
+        """Which events must leave the pool unrequested (quarantined, in maintenance, not ours,
+        over), as one closure per batch: the per-event part is a few dict lookups."""
+        excluded = self._excluder() if self._excluder is not None else None
+        quarantined = self.quarantined
+        now = self._clock.monotonic()
+
+        def drop(event_id: str) -> bool:
+            if quarantined:
+                until = quarantined.get(event_id)
+                if until is not None:
+                    if until > now:
+                        return True
+                    del quarantined[event_id]
+                    self._metrics.events_quarantined.set(len(quarantined))
+            return excluded is not None and excluded(event_id)
+
+        return drop
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -272,7 +294,7 @@ class Dispatcher:
             if len(self._pool) < self._batch_size and self._linger > 0:
                 # Sets that fire together arrive a moment apart: let them share a batch.
                 await asyncio.sleep(self._linger)
-            taken = self._pool.take(self._batch_size, self._drop)
+            taken = self._pool.take(self._batch_size, self._dropper())
             self._finish_all(taken.dropped, SKIPPED)
             if taken.batch.event_ids:
                 try:
@@ -295,7 +317,8 @@ class Dispatcher:
             slot = await self._budget.acquire()
             # The wait may have been long (a 429 pause, backoff, a queue for the budget): an
             # event whose maintenance window began meanwhile must not be requested.
-            kept = [eid for eid in ids if not self._drop(eid)]
+            drop = self._dropper()
+            kept = [eid for eid in ids if not drop(eid)]
             if len(kept) < len(ids):
                 self._finish_all((eid for eid in ids if eid not in set(kept)), SKIPPED)
                 ids = kept

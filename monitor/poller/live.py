@@ -22,11 +22,16 @@ class LiveState:
         self.states: dict[str, EventState] = {}
         self.observed_at: dict[str, float] = {}
         self.counts: dict[str, Counter[str]] = {}
+        # Most events share one of a few states: keep one copy of each (a big memory saving
+        # at a million events).
+        self._intern: dict[EventState, EventState] = {}
 
     def load(self, stored: Mapping[str, StoredState]) -> None:
         """Take the states a store remembered."""
+        intern = self._intern
         for eid, st in stored.items():
-            self.states[eid] = st.state
+            state = st.state
+            self.states[eid] = intern.setdefault(state, state)
             self.observed_at[eid] = st.observed_at
 
     def status(self, event_id: str) -> str | None:
@@ -48,9 +53,10 @@ class LiveState:
 
     def apply(self, catalog: Catalog, changed: Mapping[str, EventState]) -> None:
         """Take changed states (already stored) and move the status counts along."""
+        intern = self._intern
         for eid, new in changed.items():
             old = self.states.get(eid, EMPTY_STATE)
-            self.states[eid] = new
+            self.states[eid] = intern.setdefault(new, new)
             before, after = old.status[0] or UNKNOWN, new.status[0] or UNKNOWN
             if before != after:
                 spec = catalog.events.get(eid)

@@ -53,6 +53,26 @@ class MaintenanceView:
             self._stamp = stamp
         return self._flags
 
+    def excluder(self) -> Callable[[str], bool]:
+        """`excluded` as a closure with the time, the flags and the catalog looked up once."""
+        events = self._catalog().events
+        flags = self.flags()
+        now = self._clock.wall()
+        retired = self.retired
+        mine = self.mine
+
+        def excluded(event_id: str) -> bool:
+            spec = events.get(event_id)
+            if spec is None:
+                return True
+            if spec.zone >= 0 and flags[spec.zone]:
+                return True
+            if mine is not None and not mine(event_id):
+                return True
+            return retired(event_id, now)
+
+        return excluded
+
     def excluded(self, event_id: str) -> bool:
         """Whether an event must not be requested now: not watched any more, in maintenance,
         or over (retired)."""

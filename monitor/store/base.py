@@ -143,6 +143,10 @@ class Store(Protocol):
         most recent few thousand), so `recent_deliveries` can show what happened."""
         ...
 
+    async def deliveries_done(self, delivery_ids: Sequence[str]) -> None:
+        """Many successes at once (one transaction): the deliveries leave the outbox."""
+        ...
+
     async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
         """Deliveries (any state) of targets whose name starts with `prefix`, newest first."""
         ...

@@ -226,6 +226,13 @@ class PostgresStore:
             await conn.execute(sql.DELIVERY_DONE_WITH_RESULT, delivery_id, spec, now)
             await conn.execute(sql.PRUNE_DONE, sql.KEEP_DONE)
 
+    async def deliveries_done(self, delivery_ids: Sequence[str]) -> None:
+        """Remove many delivered messages in one statement."""
+        if delivery_ids:
+            await self._db.execute(
+                "DELETE FROM deliveries WHERE id = ANY($1::text[])", list(delivery_ids)
+            )
+
     async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
         """Deliveries (any state) of targets whose name starts with `prefix`, newest first."""
         rows = await self._db.fetch(sql.RECENT_DELIVERIES, prefix, limit)

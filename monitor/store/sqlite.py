@@ -328,6 +328,11 @@ class SQLiteStore:
         """Remove a delivered message, or keep it as done with its result."""
         await self._tx(outbox.done, delivery_id, result, now)
 
+    async def deliveries_done(self, delivery_ids: Sequence[str]) -> None:
+        """Remove many delivered messages in one transaction."""
+        if delivery_ids:
+            await self._tx(outbox.done_many, list(delivery_ids))
+
     async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
         """Newest deliveries of targets named `prefix...`."""
         return await self._run(outbox.recent, self._db, prefix, limit)

@@ -80,6 +80,11 @@ def done(db: sqlite3.Connection, did: str, result: Mapping[str, Any] | None, now
     )
 
 
+def done_many(db: sqlite3.Connection, ids: Sequence[str]) -> None:
+    """Delete many delivered messages."""
+    db.executemany("DELETE FROM deliveries WHERE id = ?", [(i,) for i in ids])
+
+
 def recent(db: sqlite3.Connection, prefix: str, limit: int) -> list[Delivery]:
     """Newest deliveries of targets whose name starts with `prefix`."""
     rows = db.execute(
