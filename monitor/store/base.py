@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
@@ -24,9 +24,9 @@ class NewTransition:
     extra: Mapping[str, Any] = dc_field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredState:
-    """An event's remembered state and when it was last written."""
+class StoredState(NamedTuple):
+    """An event's remembered state and when it was last written (a tuple: a restart makes a
+    million of them)."""
 
     state: EventState
     observed_at: float

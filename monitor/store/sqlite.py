@@ -156,12 +156,17 @@ class SQLiteStore:
 
     def _load_states_sync(self) -> dict[str, StoredState]:
         out: dict[str, StoredState] = {}
+        shared: dict[tuple[object, ...], EventState] = {}
         rows = self._db.execute(
             "SELECT event_id, status, status_pending, status_streak,"
             " resale, resale_pending, resale_streak, observed_at FROM event_state"
         )
         for eid, s, sp, ss, r, rp, rs, at in rows:
-            out[eid] = StoredState(EventState((s, sp, ss), (r, rp, rs)), at)
+            key = (s, sp, ss, r, rp, rs)
+            state = shared.get(key)
+            if state is None:
+                state = shared[key] = EventState((s, sp, ss), (r, rp, rs))
+            out[eid] = StoredState(state, at)
         return out
 
     async def record(
