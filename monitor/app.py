@@ -357,7 +357,7 @@ class Daemon:
             budget=self.budget,
             metrics=self.metrics,
             health=self.health,
-            observed_at=lambda eid: self.live.observed_at.get(eid, 0.0),
+            observed_at=self.live.observed_at.get,
             excluder=self.maintenance.excluder,
             clock=self.clock,
             batch_size=up.batch_size,

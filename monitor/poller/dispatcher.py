@@ -152,7 +152,7 @@ class Dispatcher:
         budget: RateBudget,
         metrics: Metrics,
         health: Health,
-        observed_at: Callable[[str], float],
+        observed_at: Callable[[str], float | None],
         excluder: Callable[[], Callable[[str], bool]] | None = None,
         clock: Clock | None = None,
         batch_size: int = 1000,
@@ -179,6 +179,7 @@ class Dispatcher:
         self._waiters: dict[str, _Submission | list[_Submission]] = {}
         self._work = asyncio.Event()
         self._drained = asyncio.Event()
+        self._pool_empty = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._auth_failures = 0
         self._closed = False
@@ -224,13 +225,36 @@ class Dispatcher:
 
     async def submit(self, events: Iterable[EventSpec]) -> PollReport:
         """Queue events and wait until each was observed, failed or was dropped."""
+        sub = self.enqueue(events)
+        await sub.done.wait()
+        return sub.report
+
+    async def wait_taken(self, sub: _Submission) -> None:
+        """Wait until the submission is done or nothing is left waiting in the pool (its last
+        events are on their way): a run may hand over to the next one then, so the budget
+        never idles between two rounds."""
+        if sub.done.is_set():
+            return
+        done = asyncio.ensure_future(sub.done.wait())
+        empty = asyncio.ensure_future(self._pool_empty.wait())
+        try:
+            await asyncio.wait({done, empty}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            empty.cancel()
+
+    def enqueue(self, events: Iterable[EventSpec]) -> _Submission:
+        """Queue events; the returned submission's `done` is set when each was observed,
+        failed or was dropped."""
         specs = list(events)
         sub = _Submission(len(specs))
         if not specs:
-            return sub.report
+            sub.done.set()
+            return sub
         if self._closed:
             sub.report.failed = len(specs)
-            return sub.report
+            sub.done.set()
+            return sub
         waiters = self._waiters
         pool_add = self._pool.add
         seen = self._observed_at
@@ -245,10 +269,11 @@ class Dispatcher:
                     waiters[eid] = [waiting, sub]
                 continue
             waiters[eid] = sub
-            pool_add(eid, spec.region, seen(eid))
+            pool_add(eid, spec.region, seen(eid) or 0.0)
+        if len(self._pool):
+            self._pool_empty.clear()
         self._work.set()
-        await sub.done.wait()
-        return sub.report
+        return sub
 
     def _finish(self, event_id: str, outcome: str) -> None:
         waiting = self._waiters.pop(event_id, None)
@@ -261,8 +286,16 @@ class Dispatcher:
             self._drained.set()
 
     def _finish_all(self, event_ids: Iterable[str], outcome: str) -> None:
+        waiters = self._waiters
         for eid in event_ids:
-            self._finish(eid, outcome)
+            waiting = waiters.pop(eid, None)
+            if isinstance(waiting, list):
+                for sub in waiting:
+                    sub.count(outcome)
+            elif waiting is not None:
+                waiting.count(outcome)
+        if not waiters:
+            self._drained.set()
 
     def _dropper(self) -> Callable[[str], bool]:
         """Which events must leave the pool unrequested (quarantined, in maintenance, not ours,
@@ -295,6 +328,8 @@ class Dispatcher:
                 # Sets that fire together arrive a moment apart: let them share a batch.
                 await asyncio.sleep(self._linger)
             taken = self._pool.take(self._batch_size, self._dropper())
+            if not len(self._pool):
+                self._pool_empty.set()
             self._finish_all(taken.dropped, SKIPPED)
             if taken.batch.event_ids:
                 try:

@@ -114,6 +114,7 @@ class PollScheduler:
         self._scheduler: AsyncIOScheduler | None = None
         self._intervals: dict[str, float] = {}
         self._published: set[str] = set()
+        self._settling: set[asyncio.Task[PollReport]] = set()
         self.progress = 0  # bumps every time a run completes: the watchdog reads it
         self.last_progress = self._clock.monotonic()
 
@@ -186,20 +187,44 @@ class PollScheduler:
         self._metrics.events_retired.labels(name).set(n_retired)
         return due, in_maintenance
 
-    async def run_set(self, name: str) -> PollReport:
-        """One poll run of one watch set: queue its due events and wait for them."""
+    async def run_set(self, name: str, *, hand_over: bool = False) -> PollReport:
+        """One poll run of one watch set: queue its due events and wait for them.
+
+        With `hand_over` (scheduled runs), the run returns as soon as its last events have
+        left the pool, so the next run can queue behind them and the budget never idles
+        between rounds; its outcome is recorded when the requests complete.
+        """
         if name not in self._catalog().sets:
             return PollReport()
         started = self._clock.monotonic()
         due, in_maintenance = self._due(name)
         m = self._metrics
         m.events_in_maintenance.labels(name).set(in_maintenance)
-        report = await self._dispatcher.submit(due)
+        sub = self._dispatcher.enqueue(due)
+        if hand_over:
+            await self._dispatcher.wait_taken(sub)
         spec = self._catalog().sets.get(name)
         if spec is not None and self._clock.monotonic() - started >= spec.tick_seconds:
             # More work than budget: the run took longer than the interval. Start the next
             # one now instead of at the next tick, so no event waits a tick longer than needed.
             self._run_again(name)
+        if not sub.done.is_set():
+            task = asyncio.create_task(self._settle(name, sub.done, sub.report, in_maintenance))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+            if not hand_over:
+                return await task
+            return sub.report
+        return self._record_run(name, sub.report, in_maintenance)
+
+    async def _settle(
+        self, name: str, done: asyncio.Event, report: PollReport, in_maintenance: int
+    ) -> PollReport:
+        await done.wait()
+        return self._record_run(name, report, in_maintenance)
+
+    def _record_run(self, name: str, report: PollReport, in_maintenance: int) -> PollReport:
+        m = self._metrics
         report.skipped += in_maintenance
         outcome = "ok" if not report.failed else ("failed" if not report.ok else "partial")
         m.poll_runs_total.labels(name, outcome).inc()
@@ -255,6 +280,7 @@ class PollScheduler:
                 "interval",
                 seconds=tick,
                 args=[name],
+                kwargs={"hand_over": True},
                 id=f"poll:{name}",
                 name=name,
                 replace_existing=True,
@@ -287,6 +313,8 @@ class PollScheduler:
         self._scheduler.pause()
         await self._dispatcher.stop(drain_seconds)
         await asyncio.sleep(0)  # let the runs whose events just finished return
+        if self._settling:
+            await asyncio.wait(self._settling, timeout=1.0)
         self._scheduler.shutdown(wait=False)
         self._scheduler = None
         self._intervals.clear()
