@@ -83,7 +83,7 @@ class RateLimit(Strict):
 
     requests: int = Field(5, ge=1)
     per_seconds: float = Field(1.0, gt=0)
-    margin: float = Field(0.015, ge=0, le=0.5)
+    margin: float = Field(0.01, ge=0, le=0.5)
 
 
 class Upstream(Strict):

@@ -40,7 +40,7 @@ class Slot:
 class RateBudget:
     """The shared budget, plus pauses the upstream asks for and quota pacing."""
 
-    def __init__(self, requests: int, per_seconds: float, *, margin: float = 0.015) -> None:
+    def __init__(self, requests: int, per_seconds: float, *, margin: float = 0.01) -> None:
         self.requests = requests
         self.per_seconds = per_seconds
         self._period = per_seconds * (1.0 + margin)

@@ -114,6 +114,7 @@ class PollScheduler:
         self._scheduler: AsyncIOScheduler | None = None
         self._intervals: dict[str, float] = {}
         self._published: set[str] = set()
+        self.run_seconds: dict[str, float] = {}  # how long each set's last run took
         self._settling: set[asyncio.Task[PollReport]] = set()
         self.progress = 0  # bumps every time a run completes: the watchdog reads it
         self.last_progress = self._clock.monotonic()
@@ -203,11 +204,7 @@ class PollScheduler:
         sub = self._dispatcher.enqueue(due)
         if hand_over:
             await self._dispatcher.wait_taken(sub)
-        spec = self._catalog().sets.get(name)
-        if spec is not None and self._clock.monotonic() - started >= spec.tick_seconds:
-            # More work than budget: the run took longer than the interval. Start the next
-            # one now instead of at the next tick, so no event waits a tick longer than needed.
-            self._run_again(name)
+        self.run_seconds[name] = self._clock.monotonic() - started
         if not sub.done.is_set():
             task = asyncio.create_task(self._settle(name, sub.done, sub.report, in_maintenance))
             self._settling.add(task)
@@ -216,6 +213,19 @@ class PollScheduler:
                 return await task
             return sub.report
         return self._record_run(name, sub.report, in_maintenance)
+
+    async def scheduled_run(self, name: str) -> None:
+        """The job of a set: a run, and while runs take longer than the interval (more work
+        than budget), the next one at once, in the same job, so no round waits for a tick."""
+        while True:
+            await self.run_set(name, hand_over=True)
+            spec = self._catalog().sets.get(name)
+            if (
+                spec is None
+                or self._scheduler is None
+                or self.run_seconds.get(name, 0.0) < spec.tick_seconds
+            ):
+                return
 
     async def _settle(
         self, name: str, done: asyncio.Event, report: PollReport, in_maintenance: int
@@ -276,11 +286,10 @@ class PollScheduler:
                 self._intervals[name] = tick
                 continue
             sched.add_job(
-                self.run_set,
+                self.scheduled_run,
                 "interval",
                 seconds=tick,
                 args=[name],
-                kwargs={"hand_over": True},
                 id=f"poll:{name}",
                 name=name,
                 replace_existing=True,
@@ -290,13 +299,6 @@ class PollScheduler:
                 next_run_time=datetime.now(UTC),
             )
             self._intervals[name] = tick
-
-    def _run_again(self, name: str) -> None:
-        sched = self._scheduler
-        if sched is None:
-            return
-        with contextlib.suppress(Exception):  # the job may have gone with a reload
-            sched.modify_job(f"poll:{name}", next_run_time=datetime.now(UTC))
 
     def _on_event(self, event: JobEvent) -> None:
         name = event.job_id.removeprefix("poll:")
