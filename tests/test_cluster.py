@@ -129,7 +129,7 @@ async def test_two_workers_never_claim_the_same_delivery(pg_schema):  # noqa: F8
         )
         assert {d.id for d in a}.isdisjoint({d.id for d in b})
         assert len(a) + len(b) == 20
-        assert await two.due_deliveries("hook", 10.0, 20, "r2", 60.0) == []  # all claimed
+        assert await two.due_deliveries("hook", 10.0, 20, "r3", 60.0) == []  # all claimed
         again = await two.due_deliveries("hook", 100.0, 20, "r2", 60.0)  # claims lapsed
         assert len(again) == 20
     finally:
@@ -238,9 +238,10 @@ async def test_failover_three_replicas_one_killed(tmp_path, pg_schema):  # noqa:
                 await asyncio.sleep(0.2)
             takeover = time.monotonic() - killed_at
             assert sum(owned) == 12, owned
-            assert takeover <= 3 * 1.5 + 1.5, takeover  # within about one lease period
+            # Within about one lease period (3 s), plus a renewal cycle and scrape slack.
+            assert takeover <= 3 + 1 + 3, takeover
             await asyncio.sleep(4)  # the survivors poll the orphaned events
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 40
             expected = 40
             while len({r.msg_id for r in receiver.ok()}) < expected and time.monotonic() < deadline:
                 await asyncio.sleep(0.3)
