@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import count
@@ -34,7 +33,14 @@ class DuePool:
     """
 
     def __init__(self) -> None:
-        self._heaps: dict[str | None, list[tuple[float, int, str]]] = {}
+        # Per region: a list sorted by (priority, seq) read from a cursor, plus what was added
+        # since it was last sorted. Adds come in bursts (a watch set's run) and takes in between
+        # read slices: one C-level sort per burst is far cheaper than a heap push and pop per
+        # event. Superseded items (a lower priority re-added, an event discarded) stay in place
+        # and are skipped when their sequence no longer matches the entry.
+        self._sorted: dict[str | None, list[tuple[float, int, str]]] = {}
+        self._cursor: dict[str | None, int] = {}
+        self._added: dict[str | None, list[tuple[float, int, str]]] = {}
         self._entries: dict[str, tuple[float, int, str | None]] = {}
         self._seq = count()
 
@@ -51,22 +57,38 @@ class DuePool:
             return False
         seq = next(self._seq)
         self._entries[event_id] = (priority, seq, region)
-        heapq.heappush(self._heaps.setdefault(region, []), (priority, seq, event_id))
+        added = self._added.get(region)
+        if added is None:
+            added = self._added[region] = []
+        added.append((priority, seq, event_id))
         return entry is None
 
     def discard(self, event_id: str) -> None:
-        """Forget a queued event (its heap slot is skipped lazily)."""
+        """Forget a queued event (its slot is skipped lazily)."""
         self._entries.pop(event_id, None)
 
-    def _head(self, region: str | None) -> tuple[float, int, str] | None:
-        heap = self._heaps.get(region)
-        while heap:
-            _prio, seq, eid = heap[0]
-            entry = self._entries.get(eid)
+    def _settle(self, region: str | None) -> list[tuple[float, int, str]]:
+        """The region's items in order from its cursor, new ones merged in."""
+        items = self._sorted.get(region, [])
+        cursor = self._cursor.get(region, 0)
+        added = self._added.pop(region, None)
+        if added:
+            items = items[cursor:] + added
+            items.sort()
+            cursor = 0
+        elif cursor > 4096 and cursor * 2 > len(items):
+            items = items[cursor:]  # let go of what was read
+            cursor = 0
+        entries = self._entries
+        while cursor < len(items):
+            _prio, seq, eid = items[cursor]
+            entry = entries.get(eid)
             if entry is not None and entry[1] == seq:
-                return heap[0]
-            heapq.heappop(heap)
-        return None
+                break
+            cursor += 1
+        self._sorted[region] = items
+        self._cursor[region] = cursor
+        return items
 
     def take(self, limit: int, drop: Callable[[str], bool] | None = None) -> Taken:
         """Take up to `limit` events of one region: the region whose oldest event is oldest.
@@ -76,28 +98,36 @@ class DuePool:
         """
         best: tuple[float, int] | None = None
         region: str | None = None
-        for reg in list(self._heaps):
-            head = self._head(reg)
-            if head is None:
-                del self._heaps[reg]
+        for reg in {*self._sorted, *self._added}:
+            items = self._settle(reg)
+            cursor = self._cursor[reg]
+            if cursor >= len(items):
+                del self._sorted[reg], self._cursor[reg]
                 continue
+            head = items[cursor]
             if best is None or head[:2] < best:
                 best, region = head[:2], reg
         taken = Taken(Batch(region, ()))
         if best is None:
             return taken
-        heap = self._heaps[region]
+        items = self._sorted[region]
+        i = self._cursor[region]
+        end = len(items)
+        entries = self._entries
         ids: list[str] = []
-        while heap and len(ids) < limit:
-            _prio, seq, eid = heapq.heappop(heap)
-            entry = self._entries.get(eid)
+        dropped = taken.dropped
+        while i < end and len(ids) < limit:
+            _prio, seq, eid = items[i]
+            i += 1
+            entry = entries.get(eid)
             if entry is None or entry[1] != seq:
                 continue
-            del self._entries[eid]
+            del entries[eid]
             if drop is not None and drop(eid):
-                taken.dropped.append(eid)
+                dropped.append(eid)
             else:
                 ids.append(eid)
+        self._cursor[region] = i
         taken.batch = Batch(region, tuple(ids))
         return taken
 
