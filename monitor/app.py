@@ -100,6 +100,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._checkpointed = 0.0
         self._gauges_dirty = False
+        self._share_version = 0
         self._background: set[asyncio.Task[None]] = set()
         self.url = ""
         self.session: aiohttp.ClientSession | None = None
@@ -150,12 +151,13 @@ class Daemon:
         notifiers = await self._start_notifications()
         self._start_polling(notifiers)
         if self.coordinator is not None:
+            self.budget.resize(0)  # no share until the first slots cool down
             self.health.cluster = self.coordinator.healthy
             coordinator = self.coordinator
             self.health.standby = lambda: not coordinator.owned_slots
             await self.coordinator.start()
             stack.push_async_callback(self.coordinator.stop)
-            self.budget.resize(len(self.coordinator.owned_slots))
+            self._set_budget_share(len(self.coordinator.owned_slots))
         await self._start_server()
         stack.push_async_callback(self._checkpoint)
         checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
@@ -230,11 +232,31 @@ class Daemon:
     def _mine(self) -> Callable[[str], bool] | None:
         return self.coordinator.mine if self.coordinator is not None else None
 
+    def _set_budget_share(self, slots: int) -> None:
+        """Use `slots` budget slots: fewer at once; more only one window later.
+
+        A slot just taken over may have been spent by its previous owner moments ago: using it
+        at once could put one request too many into the upstream's window.
+        """
+        self._share_version += 1
+        version = self._share_version
+        if slots <= self.budget.requests:
+            self.budget.resize(slots)
+            return
+        rl = self.config.upstream.rate_limit
+        delay = rl.per_seconds * (1 + rl.margin)
+
+        def grow() -> None:
+            if version == self._share_version:
+                self.budget.resize(slots)
+
+        asyncio.get_running_loop().call_later(delay, grow)
+
     async def _leases_changed(self, gained: set[int], dropped: set[int], slots: int) -> None:
         """Shards came or went: load what other replicas stored for the new ones."""
         coordinator = self.coordinator
         assert coordinator is not None
-        self.budget.resize(slots)
+        self._set_budget_share(slots)
         if gained:
             ids = [e for e in self.catalog.events if coordinator.shard(e) in gained]
             stored = await self.store.load_states(ids)

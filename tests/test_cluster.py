@@ -305,7 +305,16 @@ async def test_a_paused_replica_writes_nothing_after_takeover(tmp_path, pg_schem
                 if await metric(urls[1], "availability_monitor_cluster_shards_owned") == 12:
                     break
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(3)  # the survivor records every change
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the survivor records every change
+                conn = await asyncpg.connect(PG_DSN)
+                try:
+                    n = await conn.fetchval(f'SELECT count(*) FROM "{pg_schema}".transitions')
+                finally:
+                    await conn.close()
+                if n >= len(IDS):
+                    break
+                await asyncio.sleep(0.5)
             procs[0].send_signal(signal.SIGCONT)  # wakes up with stale memory and leases
             await asyncio.sleep(4)
         finally:
