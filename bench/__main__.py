@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = _sizes(args)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     started, began = report.now(), time.monotonic()
+    code_before = report.code_digest()
     sections: list[Section] = []
     try:
         ctx = Context(work, sizes)
@@ -83,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: work folder kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    text = report.render(sections, sizes, args.quick, started, time.monotonic() - began)
+    changed = report.code_digest() != code_before
+    if changed:
+        print("bench: monitor/ changed during the run; the report says so", file=sys.stderr)
+    text = report.render(
+        sections, sizes, args.quick, started, time.monotonic() - began, code_changed=changed
+    )
     report.write(args.out, text)
     print(f"bench: wrote {args.out}", file=sys.stderr)
     return 1 if any(s.error for s in sections) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import platform
@@ -57,6 +58,15 @@ def _git() -> str:
     return f"`{head}`" + (" with uncommitted changes under monitor/" if dirty else "")
 
 
+def code_digest() -> str:
+    """A digest of every file under monitor/: tells whether the daemon changed during a run."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "monitor").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def machine() -> list[tuple[str, str]]:
     return [
         ("CPU", f"{_cpu_model()}, {os.cpu_count()} cores"),
@@ -82,7 +92,12 @@ def _verdict(passed: bool | None) -> str:
 
 
 def render(
-    sections: Sequence[Section], sizes: Sizes, quick: bool, started: datetime, total: float
+    sections: Sequence[Section],
+    sizes: Sizes,
+    quick: bool,
+    started: datetime,
+    total: float,
+    code_changed: bool = False,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -98,6 +113,12 @@ def render(
         lines += [
             "> **Quick run** (`--quick`): smaller sizes and shorter windows, a smoke test. The "
             "figures are indicative only; the targets apply to the default run.",
+            "",
+        ]
+    if code_changed:
+        lines += [
+            "> **The daemon's code (monitor/) changed while this run was going on**: its "
+            "scenarios may have measured different versions. Run it again.",
             "",
         ]
     lines += ["## Machine", ""]

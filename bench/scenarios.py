@@ -155,8 +155,8 @@ def at_least(target: float, value: float, target_text: str, show: Callable[[floa
         return Check(target_text, "n/a", None, "not measured")
     if value >= target:
         return Check(target_text, show(value), True, f"{value / target:.2f}x the target")
-    short = f"missed by {1 - value / target:.0%}"
-    if value > 0:
+    short = f"missed by {1 - value / target:.1%}"
+    if value > 0 and target / value >= 1.1:
         short += f" ({target / value:.1f}x short)"
     return Check(target_text, show(value), False, short)
 
@@ -168,7 +168,7 @@ def at_most(target: float, value: float, target_text: str, show: Callable[[float
     if value <= target:
         margin = f"{value / target:.0%} of the limit" if target else "none"
         return Check(target_text, show(value), True, margin)
-    over = f"missed: {value / target:.2f}x the limit" if target else "missed"
+    over = f"missed: {value / target:.3g}x the limit" if target else "missed"
     return Check(target_text, show(value), False, over)
 
 
@@ -379,8 +379,8 @@ def rate(ctx: Context) -> Section:
     sec.rows = [
         (
             "utilization (answered / budget)",
-            f"{dd['utilization']:.1%}",
-            f"{bb['utilization']:.1%}",
+            f"{dd['utilization']:.2%}",
+            f"{bb['utilization']:.2%}",
             ratio(dd["utilization"], bb["utilization"]),
         ),
         (
@@ -411,7 +411,7 @@ def rate(ctx: Context) -> Section:
         ),
     ]
     sec.checks = [
-        at_least(0.98, dd["utilization"], "utilization ≥ 98%", lambda v: f"{v:.1%}"),
+        at_least(0.98, dd["utilization"], "utilization ≥ 98%", lambda v: f"{v:.2%}"),
         at_most(0, dd["over"], "0 windows over the limit", lambda v: f"{v:.0f}"),
     ]
     if dd["over"]:
@@ -517,7 +517,10 @@ def freshness(ctx: Context) -> Section:
     ]
     sec.checks = [
         at_most(
-            1.05 * bound, worst_d, f"longest gap ≤ 1.05 x N/(1000R) = {1.05 * bound:.2f} s", secs
+            1.05 * bound,
+            worst_d,
+            f"longest gap ≤ 1.05 x N/(1000R) = {1.05 * bound:.3f} s",
+            lambda v: f"{v:.3f} s",
         )
     ]
     if dd.mean > 1.05 * bound:

@@ -71,6 +71,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries ADD COLUMN finished_at REAL;
     CREATE INDEX deliveries_recent ON deliveries (subscription, created_at);
     """,
+    """
+    CREATE INDEX deliveries_next ON deliveries (state, next_attempt_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
