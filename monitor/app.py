@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import cast
 
@@ -49,6 +49,7 @@ from monitor.upstream.partner import PartnerClient
 log = get_logger("monitor.app")
 
 SHUTDOWN_SECONDS = 8.0
+STEP_SECONDS = 7.0
 CHECKPOINT_SECONDS = 300.0
 WATCH_SET_KIND = "watch_set"
 
@@ -62,6 +63,18 @@ def make_store(config: Config) -> Store:
         assert st.dsn is not None
         return PostgresStore(st.dsn.reveal(), schema=st.schema_, max_size=st.pool_size)
     return SQLiteStore(st.path)
+
+
+async def _bounded(fn: Callable[..., Awaitable[object]], *args: object) -> None:
+    """Run one teardown step, but never let it hold up the rest of the shutdown."""
+    try:
+        await asyncio.wait_for(fn(*args), STEP_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "a shutdown step took too long; going on", step=getattr(fn, "__qualname__", "?")
+        )
+    except Exception:
+        log.exception("a shutdown step failed; going on")
 
 
 class Daemon:
@@ -147,7 +160,7 @@ class Daemon:
         # connection; that second request would bypass the rate budget, so it is switched off
         # and the dispatcher's own (counted) retries take over.
         self.session._retry_connection = False
-        stack.push_async_callback(self.session.close)
+        stack.push_async_callback(_bounded, self.session.close)
         notifiers = await self._start_notifications()
         self._start_polling(notifiers)
         if self.coordinator is not None:
@@ -156,18 +169,18 @@ class Daemon:
             coordinator = self.coordinator
             self.health.standby = lambda: not coordinator.owned_slots
             await self.coordinator.start()
-            stack.push_async_callback(self.coordinator.stop)
+            stack.push_async_callback(_bounded, self.coordinator.stop)
             self._set_budget_share(len(self.coordinator.owned_slots))
         await self._start_server()
-        stack.push_async_callback(self._checkpoint)
+        stack.push_async_callback(_bounded, self._checkpoint)
         checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
         stack.callback(checkpointer.cancel)
         self.eventinfo.start()
-        stack.push_async_callback(self.eventinfo.stop)
+        stack.push_async_callback(_bounded, self.eventinfo.stop)
         self._log_start()
         if schedule:
             self.scheduler.start()
-            stack.push_async_callback(self.scheduler.stop, SHUTDOWN_SECONDS - 2)
+            stack.push_async_callback(_bounded, self.scheduler.stop, SHUTDOWN_SECONDS - 2)
         if self.systemd.enabled:
             self.systemd.ready(self._status_line())
             watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
@@ -178,7 +191,7 @@ class Daemon:
         self.webhook_session = make_session(
             deny_private=n.deny_private_networks, resolver=self._webhook_resolver
         )
-        self._stack.push_async_callback(self.webhook_session.close)
+        self._stack.push_async_callback(_bounded, self.webhook_session.close)
         self.actions = await self._start_actions()
         self.outbox = OutboxWorker(
             store=self.store,
@@ -197,7 +210,7 @@ class Daemon:
             claim_seconds=self.config.cluster.claim_seconds,
         )
         self.outbox.start()
-        self._stack.push_async_callback(self.outbox.stop, 2.0)
+        self._stack.push_async_callback(_bounded, self.outbox.stop, 2.0)
         notifiers: list[Notifier] = [self.outbox]
         if n.alertmanager is not None:
             assert self.session is not None
@@ -211,7 +224,7 @@ class Daemon:
                 mine=self._mine(),
             )
             self.alertmanager.start()
-            self._stack.push_async_callback(self.alertmanager.stop)
+            self._stack.push_async_callback(_bounded, self.alertmanager.stop)
             notifiers.append(self.alertmanager)
         return [*notifiers, *self._extra_notifiers]
 
@@ -283,7 +296,7 @@ class Daemon:
                 trace_configs=[inventory_trace_config()],
             )
             session._retry_connection = False
-            self._stack.push_async_callback(session.close)
+            self._stack.push_async_callback(_bounded, session.close)
             requests = self.metrics.upstream_requests_total
             durations = self.metrics.upstream_request_duration_seconds
 
@@ -325,7 +338,7 @@ class Daemon:
                 headers={"User-Agent": f"availability-monitor/{__version__}"},
                 trace_configs=[inventory_trace_config()],
             )
-            self._stack.push_async_callback(session.close)
+            self._stack.push_async_callback(_bounded, session.close)
             requests = self.metrics.upstream_requests_total
             durations = self.metrics.upstream_request_duration_seconds
 
@@ -393,7 +406,7 @@ class Daemon:
             ),
         )
         self.dispatcher.start()
-        self._stack.push_async_callback(self.dispatcher.stop, SHUTDOWN_SECONDS - 2)
+        self._stack.push_async_callback(_bounded, self.dispatcher.stop, SHUTDOWN_SECONDS - 2)
         self.scheduler = PollScheduler(
             dispatcher=self.dispatcher,
             catalog=self._current_catalog,
@@ -439,7 +452,7 @@ class Daemon:
         host, port = parse_listen(cfg.server.listen)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
-        self._stack.push_async_callback(runner.cleanup)
+        self._stack.push_async_callback(_bounded, runner.cleanup)
         site = web.TCPSite(runner, host, port)
         await site.start()
         addr = runner.addresses[0]

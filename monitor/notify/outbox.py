@@ -130,6 +130,8 @@ class OutboxWorker:
             self._loop_task = asyncio.create_task(self._loop(), name="outbox")
 
     def _ensure_flusher(self) -> None:
+        if self._loop_task is None and self._flusher is not None:
+            return  # stopped (or never started): no new background task
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop(), name="outbox-done")
 
@@ -166,8 +168,9 @@ class OutboxWorker:
             self._flusher = None
             if self._done:
                 with contextlib.suppress(Exception):
-                    await self._store.deliveries_done(self._done)
+                    await asyncio.wait_for(self._store.deliveries_done(self._done), 2.0)
                 self._done = []
+            self._flushed.set()  # nobody waits for a flush that will not come
 
     async def _loop(self) -> None:
         while True:
@@ -252,7 +255,11 @@ class OutboxWorker:
                 # same event overtakes it; a crash in between means a duplicate, same id.
                 self._done.append(delivery.id)
                 self._done_ready.set()
-                await self._flushed.wait()
+                self._ensure_flusher()
+                # Bounded: should the flusher be gone (shutting down), the row simply stays
+                # pending and is sent again later, with the same webhook-id.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flushed.wait(), 5.0)
             else:
                 await self._store.delivery_done(delivery.id, result.result, now)
             if webhook:
