@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -58,6 +59,16 @@ def _parse_clock(value: Any) -> time:
 
 
 ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ValueError("must be an http(s) URL")
+    return value.rstrip("/")
+
+
+#: An http(s) base URL, without a trailing slash.
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 EventId = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
 
@@ -89,7 +100,7 @@ class RateLimit(Strict):
 class Upstream(Strict):
     """The Inventory Status API and how to talk to it."""
 
-    base_url: str = "https://app.ticketmaster.com"
+    base_url: HttpUrl = "https://app.ticketmaster.com"
     api_key: Secret
     rate_limit: RateLimit = RateLimit()
     batch_size: int = Field(1000, ge=1, le=1000)
@@ -102,13 +113,6 @@ class Upstream(Strict):
     auth_backoff_seconds: float = Field(60.0, gt=0)
     daily_quota: int | None = Field(None, ge=1)
     quarantine_seconds: float = Field(3600.0, ge=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"https?://[^/\s]+", v):
-            raise ValueError("must be an http(s) URL")
-        return v.rstrip("/")
 
 
 class Venue(Strict):
@@ -343,19 +347,12 @@ class Webhook(Strict):
 class Alertmanager(Strict):
     """Keep an alert firing on Alertmanager while an event's status is in `alert_on`."""
 
-    url: str
+    url: HttpUrl
     alert_on: list[Literal[STATUS_NAMES]] = ["FEW_TICKETS_LEFT"]  # type: ignore[valid-type]
     labels: dict[str, str] = {}
     alertname: str = "TicketAvailability"
     resend_seconds: float = Field(60.0, ge=1)
     timeout_seconds: float = Field(10.0, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"https?://[^/\s]+", v):
-            raise ValueError("must be an http(s) URL")
-        return v.rstrip("/")
 
 
 class Notifications(Strict):
@@ -383,17 +380,10 @@ class Notifications(Strict):
 class Marketplace(Strict):
     """A broker marketplace's inventory API (seeds 002 and 003)."""
 
-    base_url: str
+    base_url: HttpUrl
     api_token: Secret
     rate_limit: RateLimit = RateLimit(requests=10, per_seconds=1)
     timeout_seconds: float = Field(15.0, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"https?://[^/\s]+", v):
-            raise ValueError("must be an http(s) URL")
-        return v.rstrip("/")
 
 
 class When(Strict):
@@ -443,7 +433,7 @@ class Action(Strict):
 class Partner(Strict):
     """The Partner API (seed 004): event details, for venue time zones and event dates."""
 
-    base_url: str = "https://app.ticketmaster.com/partners/v1"
+    base_url: HttpUrl = "https://app.ticketmaster.com/partners/v1"
     api_key: Secret
     client_secret: Secret
     rate_limit: RateLimit = RateLimit(requests=3600, per_seconds=3600)
@@ -451,13 +441,6 @@ class Partner(Strict):
     refresh_hours: float = Field(24.0, gt=0)
     not_found_retry_hours: float = Field(6.0, gt=0)
     retire_past_events: bool = True
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"https?://[^/\s]+", v):
-            raise ValueError("must be an http(s) URL")
-        return v.rstrip("/")
 
 
 class Cluster(Strict):
