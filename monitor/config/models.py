@@ -67,6 +67,15 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _name(value: str) -> str:
+    if not NAME_RE.fullmatch(value):
+        raise ValueError(f"invalid name {value!r}: use a-z 0-9 _ -")
+    return value
+
+
+#: The name of a watch set, webhook or action: [a-z0-9_-]+.
+Name = Annotated[str, AfterValidator(_name)]
+
 #: An http(s) base URL, without a trailing slash.
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 EventId = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
@@ -193,7 +202,7 @@ STATUS_KEYS = ("TICKETS_AVAILABLE", "FEW_TICKETS_LEFT", "TICKETS_NOT_AVAILABLE",
 class WatchSet(Strict):
     """A named set of events polled at one interval."""
 
-    name: str
+    name: Name
     interval_seconds: float = Field(60.0, ge=1)
     events: list[EventItem] = []
     events_file: str | None = None
@@ -201,13 +210,6 @@ class WatchSet(Strict):
     track_unknown: bool = False
     priority: int = 0
     intervals: dict[Literal[STATUS_KEYS], Annotated[float, Field(ge=1)]] = {}  # type: ignore[valid-type]
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.fullmatch(v):
-            raise ValueError(f"invalid name {v!r}: use a-z 0-9 _ -")
-        return v
 
 
 class State(Strict):
@@ -297,7 +299,7 @@ class Filter(Strict):
 class Webhook(Strict):
     """A webhook subscription defined in the config file."""
 
-    name: str
+    name: Name
     url: str
     secret: Secret | None = None
     secrets: list[Secret] = []
@@ -305,13 +307,6 @@ class Webhook(Strict):
     format: Literal["standard", "cloudevents"] = "standard"
     max_in_flight: int = Field(16, ge=1, le=64)
     enabled: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.fullmatch(v):
-            raise ValueError(f"invalid name {v!r}: use a-z 0-9 _ -")
-        return v
 
     @field_validator("url")
     @classmethod
@@ -406,19 +401,12 @@ class When(Strict):
 class Action(Strict):
     """A rule: when a transition matches, apply `update` to the listings linked to its event."""
 
-    name: str
+    name: Name
     when: When = When()
     listings: dict[EventId, list[int]] = {}
     listings_file: str | None = None
     update: dict[str, Any]
     dry_run: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.fullmatch(v):
-            raise ValueError(f"invalid name {v!r}: use a-z 0-9 _ -")
-        return v
 
     @field_validator("listings")
     @classmethod
