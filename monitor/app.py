@@ -382,7 +382,11 @@ class Daemon:
             fence=self.coordinator.fence if self.coordinator is not None else None,
         )
         self.maintenance = MaintenanceView(
-            self._current_catalog, self.clock, retired=self.eventinfo.retired, mine=self._mine()
+            self._current_catalog,
+            self.clock,
+            retired=self.eventinfo.retired,
+            retiring=self.eventinfo.retiring,
+            mine=self._mine(),
         )
         rl = up.rate_limit
         self.budget = RateBudget(rl.requests, rl.per_seconds, margin=rl.margin)
@@ -392,8 +396,8 @@ class Daemon:
             budget=self.budget,
             metrics=self.metrics,
             health=self.health,
-            observed_at=self.live.observed_at.get,
-            excluder=self.maintenance.excluder,
+            observed_at=self.live.observed_at,
+            splitter=self.maintenance.splitter,
             clock=self.clock,
             batch_size=up.batch_size,
             max_in_flight=up.max_in_flight,

@@ -110,6 +110,7 @@ class EventInfo:
         self._on_resolved = on_resolved
         self.known: dict[str, Known] = {}
         self._retire_at: dict[str, float] = {}
+        self._earliest_retire: float | None = None  # min of _retire_at; None: to work out
         self._due: list[tuple[float, str]] = []
         self._scheduled: dict[str, float] = {}
         self._failures: dict[str, int] = {}
@@ -127,6 +128,7 @@ class EventInfo:
             at = retire_at(known.details)
             if at is not None:
                 self._retire_at[eid] = at
+                self._earliest_retire = None
         self.apply(self._catalog())
 
     def apply(self, catalog: Catalog) -> int:
@@ -146,6 +148,15 @@ class EventInfo:
     def enrich(self, event_id: str) -> dict[str, Any]:
         """Optional transition fields for an event."""
         return enrichment(self.details(event_id))
+
+    def retiring(self, now: float) -> bool:
+        """Whether any event may be over by `now` (and retiring is on): when not, nobody need
+        ask `retired` event by event."""
+        if self.config is None or not self.config.retire_past_events or not self._retire_at:
+            return False
+        if self._earliest_retire is None:
+            self._earliest_retire = min(self._retire_at.values())
+        return self._earliest_retire <= now
 
     def retired(self, event_id: str, now: float) -> bool:
         """Whether an event is over (and retiring is on)."""
@@ -262,8 +273,10 @@ class EventInfo:
         at = retire_at(details)
         if at is not None:
             self._retire_at[event_id] = at
+            self._earliest_retire = None
         else:
             self._retire_at.pop(event_id, None)
+            self._earliest_retire = None
         if details.time_zone and self._catalog().resolve(
             event_id, details.time_zone, details.venue_id
         ):

@@ -5,11 +5,12 @@ Everything here is a pure function of the stored state and the new observation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
-from monitor.domain import FIELD_RESALE, FIELD_STATUS, UNKNOWN, Observation
+from monitor.domain import FIELD_RESALE, FIELD_STATUS, STATUSES, UNKNOWN, Observation
 
 #: (confirmed value or None before the baseline, pending value or None, pending streak length)
 FieldState = tuple[str | None, str | None, int]
@@ -110,3 +111,63 @@ def detect(
         if status_state != old.status or resale_state != old.resale:
             changed[eid] = EventState(status_state, resale_state)
     return Detection(changed, candidates)
+
+
+def steady_states(
+    intern: dict[EventState, EventState],
+) -> dict[tuple[str | None, str | None], EventState]:
+    """For each (status, resale) pair, the state in which observing exactly that pair changes
+    nothing: both values confirmed, nothing pending. Interned through `intern`, so a remembered
+    state can be compared by identity."""
+    table: dict[tuple[str | None, str | None], EventState] = {}
+    for status in STATUSES:
+        for resale in STATUSES:
+            state = EventState((status, None, 0), (resale, None, 0))
+            table[(status, resale)] = intern.setdefault(state, state)
+    return table
+
+
+def noise_of(
+    steady: Mapping[tuple[str | None, str | None], EventState],
+) -> frozenset[tuple[EventState, str | None, str | None]]:
+    """(remembered state, observed status, observed resale) triples that change nothing while
+    UNKNOWN is "no data": a steady state observed with UNKNOWN or a missing field in place of
+    one of its values."""
+    out: set[tuple[EventState, str | None, str | None]] = set()
+    for (status, resale), state in steady.items():
+        if status is None or resale is None:
+            continue
+        for seen_status in {status, UNKNOWN, None}:
+            for seen_resale in {resale, UNKNOWN, None}:
+                out.add((state, seen_status, seen_resale))
+    return frozenset(out)
+
+
+def detect_columns(
+    ids: Sequence[str],
+    statuses: Sequence[str | None],
+    resales: Sequence[str | None],
+    states: Mapping[str, EventState],
+    rules: Mapping[str, Rules],
+    steady: Mapping[tuple[str | None, str | None], EventState],
+    noise: frozenset[tuple[EventState, str | None, str | None]] = frozenset(),
+) -> Detection:
+    """`detect` for a batch given as columns, with the same result.
+
+    Most events observe exactly what they are remembered at. Those are recognised a column at
+    a time: the state `steady` gives for an observed pair is the remembered one (usually the very
+    same interned object). When no event tracks UNKNOWN, pass `noise` (from `noise_of`): events
+    that observed UNKNOWN or nothing in place of a remembered value are recognised too. Only
+    the rest go through `step`, one by one.
+    """
+    expected = list(map(steady.get, zip(statuses, resales, strict=True)))
+    # EMPTY_STATE for events never seen: never a steady state, and never equal to the None that
+    # `steady` gives for a pair it does not hold.
+    remembered = list(map(states.get, ids, repeat(EMPTY_STATE, len(ids))))
+    if expected == remembered:
+        return Detection({}, [])
+    pairs = enumerate(zip(expected, remembered, strict=True))
+    odd = [i for i, (e, r) in pairs if e is not r and e != r]
+    if noise:
+        odd = [i for i in odd if (remembered[i], statuses[i], resales[i]) not in noise]
+    return detect((Observation(ids[i], statuses[i], resales[i]) for i in odd), states, rules)

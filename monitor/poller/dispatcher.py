@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from monitor.clock import Clock, SystemClock
 from monitor.config.catalog import EventSpec
 from monitor.core.backoff import full_jitter
-from monitor.core.batching import DuePool
+from monitor.core.batching import DuePool, Split
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.budget import RateBudget
@@ -46,20 +47,20 @@ class PollReport:
     skipped: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: a batch's waiters are counted at once
 class _Submission:
     remaining: int
     report: PollReport = field(default_factory=PollReport)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def count(self, outcome: str) -> None:
+    def count(self, outcome: str, n: int = 1) -> None:
         if outcome == OK:
-            self.report.ok += 1
+            self.report.ok += n
         elif outcome == FAILED:
-            self.report.failed += 1
+            self.report.failed += n
         else:
-            self.report.skipped += 1
-        self.remaining -= 1
+            self.report.skipped += n
+        self.remaining -= n
         if self.remaining <= 0:
             self.done.set()
 
@@ -152,8 +153,8 @@ class Dispatcher:
         budget: RateBudget,
         metrics: Metrics,
         health: Health,
-        observed_at: Callable[[str], float | None],
-        excluder: Callable[[], Callable[[str], bool]] | None = None,
+        observed_at: Mapping[str, float],
+        splitter: Callable[[], Split] | None = None,
         clock: Clock | None = None,
         batch_size: int = 1000,
         max_in_flight: int = 4,
@@ -166,8 +167,8 @@ class Dispatcher:
         self._budget = budget
         self._metrics = metrics
         self._health = health
-        self._observed_at = observed_at
-        self._excluder = excluder
+        self._observed_at = observed_at.get
+        self._splitter = splitter
         self._clock = clock or SystemClock()
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
@@ -246,30 +247,44 @@ class Dispatcher:
     def enqueue(self, events: Iterable[EventSpec]) -> _Submission:
         """Queue events; the returned submission's `done` is set when each was observed,
         failed or was dropped."""
-        specs = list(events)
-        sub = _Submission(len(specs))
-        if not specs:
+        groups: dict[str | None, dict[str, None]] = {}
+        for spec in events:
+            group = groups.get(spec.region)
+            if group is None:
+                group = groups[spec.region] = {}
+            group[spec.event_id] = None
+        return self.enqueue_groups({region: list(ids) for region, ids in groups.items()})
+
+    def enqueue_groups(self, groups: Mapping[str | None, Sequence[str]]) -> _Submission:
+        """Queue events by region (each ID once in all); the returned submission's `done` is set
+        when each was observed, failed or was dropped."""
+        sub = _Submission(sum(map(len, groups.values())))
+        if not sub.remaining:
             sub.done.set()
             return sub
         if self._closed:
-            sub.report.failed = len(specs)
+            sub.report.failed = sub.remaining
             sub.done.set()
             return sub
         waiters = self._waiters
-        pool_add = self._pool.add
         seen = self._observed_at
-        for spec in specs:
-            eid = spec.event_id
-            waiting = waiters.get(eid)
-            if waiting is not None:
-                # Already queued or in flight: share that request.
-                if isinstance(waiting, list):
-                    waiting.append(sub)
-                else:
-                    waiters[eid] = [waiting, sub]
+        for region, group in groups.items():
+            ids = group
+            if waiters and not waiters.keys().isdisjoint(ids):
+                fresh: list[str] = []
+                for eid in ids:
+                    waiting = waiters.get(eid)
+                    if waiting is None:
+                        fresh.append(eid)
+                    elif isinstance(waiting, list):
+                        waiting.append(sub)  # queued or in flight already: share that request
+                    else:
+                        waiters[eid] = [waiting, sub]
+                ids = fresh
+            if not ids:
                 continue
-            waiters[eid] = sub
-            pool_add(eid, spec.region, seen(eid) or 0.0)
+            waiters.update(dict.fromkeys(ids, sub))
+            self._pool.add_many(ids, region, list(map(seen, ids, repeat(0.0, len(ids)))))
         if len(self._pool):
             self._pool_empty.clear()
         self._work.set()
@@ -287,34 +302,49 @@ class Dispatcher:
 
     def _finish_all(self, event_ids: Iterable[str], outcome: str) -> None:
         waiters = self._waiters
-        for eid in event_ids:
-            waiting = waiters.pop(eid, None)
-            if isinstance(waiting, list):
-                for sub in waiting:
-                    sub.count(outcome)
-            elif waiting is not None:
-                waiting.count(outcome)
+        pop = waiters.pop
+        got = list(map(pop, event_ids, repeat(None)))
+        first = got[0] if got else None
+        if isinstance(first, _Submission) and got.count(first) == len(got):
+            first.count(outcome, len(got))  # the usual batch: one run waits for all of it
+        else:
+            for waiting in got:
+                if isinstance(waiting, list):
+                    for sub in waiting:
+                        sub.count(outcome)
+                elif waiting is not None:
+                    waiting.count(outcome)
         if not waiters:
             self._drained.set()
 
-    def _dropper(self) -> Callable[[str], bool]:
+    def _split(self) -> Split | None:
         """Which events must leave the pool unrequested (quarantined, in maintenance, not ours,
-        over), as one closure per batch: the per-event part is a few dict lookups."""
-        excluded = self._excluder() if self._excluder is not None else None
+        over), as one function over a batch; None when none can be."""
+        base = self._splitter() if self._splitter is not None else None
         quarantined = self.quarantined
+        if not quarantined:
+            return base
         now = self._clock.monotonic()
+        metrics = self._metrics
 
-        def drop(event_id: str) -> bool:
-            if quarantined:
-                until = quarantined.get(event_id)
+        def split(ids: list[str]) -> tuple[list[str], list[str]]:
+            kept: list[str] = []
+            dropped: list[str] = []
+            for eid in ids:
+                until = quarantined.get(eid)
                 if until is not None:
                     if until > now:
-                        return True
-                    del quarantined[event_id]
-                    self._metrics.events_quarantined.set(len(quarantined))
-            return excluded is not None and excluded(event_id)
+                        dropped.append(eid)
+                        continue
+                    del quarantined[eid]
+                    metrics.events_quarantined.set(len(quarantined))
+                kept.append(eid)
+            if base is not None:
+                kept, more = base(kept)
+                dropped += more
+            return kept, dropped
 
-        return drop
+        return split
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -327,7 +357,7 @@ class Dispatcher:
             if len(self._pool) < self._batch_size and self._linger > 0:
                 # Sets that fire together arrive a moment apart: let them share a batch.
                 await asyncio.sleep(self._linger)
-            taken = self._pool.take(self._batch_size, self._dropper())
+            taken = self._pool.take(self._batch_size, split=self._split())
             if not len(self._pool):
                 self._pool_empty.set()
             self._finish_all(taken.dropped, SKIPPED)
@@ -355,12 +385,12 @@ class Dispatcher:
             if abs(self._clock.wall() - checked_at) >= 1.0:
                 # The wait was long (a 429 pause, backoff, a queue for the budget): an event
                 # whose maintenance window began meanwhile must not be requested.
-                drop = self._dropper()
-                kept = [eid for eid in ids if not drop(eid)]
+                split = self._split()
+                if split is not None:
+                    kept, dropped = split(list(ids))
+                    self._finish_all(dropped, SKIPPED)
                 checked_at = self._clock.wall()
             if len(kept) < len(ids):
-                keep = set(kept)
-                self._finish_all((eid for eid in ids if eid not in keep), SKIPPED)
                 ids = kept
                 if not ids:
                     slot.sent()  # spent all the same: the ledger must not wait for it
@@ -446,7 +476,9 @@ class Dispatcher:
         if answer.missing:
             log.info("upstream answer lacks some events", n_missing=len(answer.missing))
         try:
-            await self._processor.process(answer.observations, self._clock.wall())
+            await self._processor.process_columns(
+                answer.ids, answer.statuses, answer.resales, self._clock.wall()
+            )
         except LeaseLost as exc:
             # Another replica owns these events now: it polls them; we store nothing.
             self._metrics.cluster_fenced_writes_total.inc()

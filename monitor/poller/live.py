@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from monitor.config.catalog import Catalog
-from monitor.core.transitions import EMPTY_STATE, EventState
+from monitor.core.transitions import EMPTY_STATE, EventState, noise_of, steady_states
 from monitor.domain import STATUSES, UNKNOWN
 from monitor.store.base import StoredState
 
@@ -25,6 +25,8 @@ class LiveState:
         # Most events share one of a few states: keep one copy of each (a big memory saving
         # at a million events).
         self._intern: dict[EventState, EventState] = {}
+        self.steady = steady_states(self._intern)
+        self.noise = noise_of(self.steady)
 
     def load(self, stored: Mapping[str, StoredState]) -> None:
         """Take the states a store remembered."""

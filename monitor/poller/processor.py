@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from monitor.clock import Clock, SystemClock, iso_utc
 from monitor.config.catalog import Catalog
-from monitor.core.transitions import Candidate, detect
+from monitor.core.transitions import Candidate, detect_columns
 from monitor.domain import UNKNOWN, Observation, Transition
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
@@ -75,9 +75,38 @@ class Processor:
         self, observations: Sequence[Observation], observed_at: float
     ) -> list[Transition]:
         """Judge, store and publish one batch; returns the stored transitions."""
+        return await self.process_columns(
+            [o.event_id for o in observations],
+            [o.status for o in observations],
+            [o.resale_status for o in observations],
+            observed_at,
+        )
+
+    async def process_columns(
+        self,
+        ids: Sequence[str],
+        statuses: Sequence[str | None],
+        resales: Sequence[str | None],
+        observed_at: float,
+    ) -> list[Transition]:
+        """`process` for a batch given as columns (as the upstream client decodes it)."""
         catalog = self._catalog()
         live = self._live
-        detection = detect(observations, live.states, catalog.rules)
+        tracked = any(s.track_unknown for s in catalog.sets.values())
+        detection = detect_columns(
+            ids,
+            statuses,
+            resales,
+            live.states,
+            catalog.rules,
+            live.steady,
+            frozenset() if tracked else live.noise,
+        )
+        if not detection.changed and not detection.candidates:
+            # The common batch: nothing to store, nobody to tell.
+            live.observed_at.update(dict.fromkeys(ids, observed_at))
+            self._metrics.observations_total.inc(len(ids))
+            return []
         enrich = self._enrich
         new = [
             NewTransition(
@@ -105,10 +134,8 @@ class Processor:
                 detection.changed, new, observed_at, deliveries, delivery_at, fence
             )
         live.apply(catalog, detection.changed)
-        seen = live.observed_at
-        for obs in observations:
-            seen[obs.event_id] = observed_at
-        self._metrics.observations_total.inc(len(observations))
+        live.observed_at.update(dict.fromkeys(ids, observed_at))
+        self._metrics.observations_total.inc(len(ids))
         for t in stored:
             for name in t.watch_sets:
                 self._metrics.transitions_total.labels(name, t.field, t.previous, t.current).inc()

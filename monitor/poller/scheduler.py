@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.clock import Clock, SystemClock, utc_datetime
-from monitor.config.catalog import Catalog, EventSpec
+from monitor.config.catalog import Catalog
+from monitor.core.batching import Split
 from monitor.core.maintenance import in_window
 from monitor.domain import STATUSES
 from monitor.logs import get_logger
@@ -25,6 +26,10 @@ from monitor.poller.dispatcher import Dispatcher, Health, PollReport
 log = get_logger("monitor.scheduler")
 
 
+def _never(event_id: str, now: float) -> bool:
+    return False
+
+
 class MaintenanceView:
     """Which zones are in their maintenance window now, computed once per zone per second."""
 
@@ -32,12 +37,15 @@ class MaintenanceView:
         self,
         catalog: Callable[[], Catalog],
         clock: Clock,
-        retired: Callable[[str, float], bool] = lambda eid, now: False,
+        retired: Callable[[str, float], bool] | None = None,
         mine: Callable[[str], bool] | None = None,
+        retiring: Callable[[float], bool] | None = None,
     ) -> None:
         self._catalog = catalog
         self._clock = clock
-        self.retired = retired  # (event ID, now) -> is the event over?
+        self.retired = retired or _never  # (event ID, now) -> is the event over?
+        # (now) -> may any event be over by now? False lets whole batches skip the question.
+        self.retiring = retiring or (lambda now: retired is not None)
         self.mine = mine  # with several replicas: is the event in one of our shards?
         self._stamp: tuple[int, int, int] | None = None
         self._flags: list[bool] = []
@@ -72,6 +80,32 @@ class MaintenanceView:
             return retired(event_id, now)
 
         return excluded
+
+    def splitter(self) -> Split:
+        """`excluded` over a whole batch: (kept, dropped), in order. When no zone is in its
+        window, there is one replica and no event is over, only unwatched events are dropped,
+        and that is found a batch at a time."""
+        if any(self.flags()) or self.mine is not None or self.retiring(self._clock.wall()):
+            excluded = self.excluder()
+
+            def split_each(ids: list[str]) -> tuple[list[str], list[str]]:
+                kept: list[str] = []
+                dropped: list[str] = []
+                for eid in ids:
+                    (dropped if excluded(eid) else kept).append(eid)
+                return kept, dropped
+
+            return split_each
+        events = self._catalog().events
+
+        def split(ids: list[str]) -> tuple[list[str], list[str]]:
+            gone = [e for e in ids if e not in events]
+            if not gone:
+                return ids, gone
+            unwatched = set(gone)
+            return [e for e in ids if e not in unwatched], gone
+
+        return split
 
     def excluded(self, event_id: str) -> bool:
         """Whether an event must not be requested now: not watched any more, in maintenance,
@@ -116,6 +150,7 @@ class PollScheduler:
         self._published: set[str] = set()
         self.run_seconds: dict[str, float] = {}  # how long each set's last run took
         self._settling: set[asyncio.Task[PollReport]] = set()
+        self._region_cache: dict[str, tuple[Catalog, dict[str, str] | None]] = {}
         self.progress = 0  # bumps every time a run completes: the watchdog reads it
         self.last_progress = self._clock.monotonic()
 
@@ -149,44 +184,73 @@ class PollScheduler:
             m.events_in_maintenance.labels(name).set(0)
             m.watch_set_interval_seconds.labels(name).set(spec.interval_seconds)
 
-    def _due(self, name: str) -> tuple[list[EventSpec], int]:
+    def _regions(self, catalog: Catalog, name: str) -> dict[str, str] | None:
+        """The set's events that have a region (None when none has: the common case), kept
+        per catalog."""
+        cached = self._region_cache.get(name)
+        if cached is not None and cached[0] is catalog:
+            return cached[1]
+        events = catalog.events
+        regions = {
+            e: r for e in catalog.sets[name].event_ids if (r := events[e].region) is not None
+        }
+        self._region_cache[name] = (catalog, regions or None)
+        return regions or None
+
+    def _due(self, name: str) -> tuple[dict[str | None, list[str]], int]:
+        """The set's events due now, by region, and how many are in their maintenance window.
+
+        This runs every tick over every event of the set: each step is one pass over the IDs
+        (a comprehension or a C-level map), and steps that cannot drop anything are skipped.
+        """
         catalog = self._catalog()
         spec = catalog.sets[name]
         flags = self._maintenance.flags()
-        due: list[EventSpec] = []
-        in_maintenance = 0
         events = catalog.events
-        by_status = bool(spec.status_intervals)
         now = self._clock.wall()
         seen = self._observed_at
-        oldest = now
-        if by_status:
+        mine = self._maintenance.mine
+        ids: Sequence[str] = spec.event_ids
+        if mine is not None:
+            ids = [e for e in ids if mine(e)]  # the other replicas' shards are theirs
+        in_maintenance = 0
+        if any(flags):
+            count = len(ids)
+            ids = [e for e in ids if (z := events[e].zone) < 0 or not flags[z]]
+            in_maintenance = count - len(ids)
+        n_retired = 0
+        if self._maintenance.retiring(now):
+            retired = self._maintenance.retired
+            count = len(ids)
+            ids = [e for e in ids if not retired(e, now)]
+            n_retired = count - len(ids)
+        # filter(None, ...) leaves out events never observed (None) and those at 0.0
+        oldest = min(filter(None, map(seen, ids)), default=now)
+        if spec.status_intervals:
             # Status-aware: an event is due when its own interval (by its confirmed status) has
             # passed since it was last observed; half a tick of slack keeps it from slipping
             # a whole tick late.
             slack = spec.tick_seconds / 2
             status = self._status
-        retired = self._maintenance.retired
-        mine = self._maintenance.mine
-        n_retired = 0
-        for eid in spec.event_ids:
-            if mine is not None and not mine(eid):
-                continue  # another replica's shard
-            es = events[eid]
-            if es.zone >= 0 and flags[es.zone]:
-                in_maintenance += 1
-                continue
-            if retired(eid, now):
-                n_retired += 1
-                continue
-            last = seen(eid)
-            if last is not None and last < oldest:
-                oldest = last
-            if not by_status or not last or now - last >= spec.interval_for(status(eid)) - slack:
-                due.append(es)
+            interval_for = spec.interval_for
+            ids = [
+                e
+                for e in ids
+                if not (last := seen(e)) or now - last >= interval_for(status(e)) - slack
+            ]
         self._metrics.oldest_observation_age_seconds.labels(name).set(now - oldest)
         self._metrics.events_retired.labels(name).set(n_retired)
-        return due, in_maintenance
+        regions = self._regions(catalog, name)
+        if regions is None:
+            return {None: list(ids)}, in_maintenance
+        groups: dict[str | None, list[str]] = {}
+        for eid in ids:
+            region = regions.get(eid)
+            group = groups.get(region)
+            if group is None:
+                group = groups[region] = []
+            group.append(eid)
+        return groups, in_maintenance
 
     async def run_set(self, name: str, *, hand_over: bool = False) -> PollReport:
         """One poll run of one watch set: queue its due events and wait for them.
@@ -201,7 +265,7 @@ class PollScheduler:
         due, in_maintenance = self._due(name)
         m = self._metrics
         m.events_in_maintenance.labels(name).set(in_maintenance)
-        sub = self._dispatcher.enqueue(due)
+        sub = self._dispatcher.enqueue_groups(due)
         if hand_over:
             await self._dispatcher.wait_taken(sub)
         self.run_seconds[name] = self._clock.monotonic() - started
