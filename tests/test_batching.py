@@ -305,3 +305,75 @@ def test_contains_and_len():
     assert "a" in pool
     assert "b" in pool
     assert "c" not in pool
+
+
+class _ModelPool:
+    """The pool's meaning, written the obvious way: a dict and a full sort per take."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[float, str | None]] = {}
+
+    def add(self, eid: str, region: str | None, prio: float) -> bool:
+        old = self.entries.get(eid)
+        if old is not None and old[0] <= prio and old[1] == region:
+            return False
+        self.entries[eid] = (prio, region)
+        return old is None
+
+    def take(self, limit: int, drop) -> tuple[Batch, list[str]]:
+        if not self.entries:
+            return Batch(None, ()), []
+        order = sorted(self.entries, key=lambda e: self.entries[e][0])
+        region = self.entries[order[0]][1]
+        ids: list[str] = []
+        dropped: list[str] = []
+        for eid in order:
+            if len(ids) == limit:
+                break
+            if self.entries[eid][1] != region:
+                continue
+            del self.entries[eid]
+            (dropped if drop(eid) else ids).append(eid)
+        return Batch(region, tuple(ids)), dropped
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_pool_matches_its_model(seed):
+    """Random adds (one by one and in bursts), re-adds at other priorities and regions,
+    discards and takes with drops: the pool hands out what the model does, in the same order."""
+    rng = random.Random(seed)
+    pool, model = DuePool(), _ModelPool()
+    names = [f"e{i}" for i in range(40)]
+    regions = [None, None, "UK", "US"]
+    unwanted = set(rng.sample(names, 5))
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.3:
+            eid, region, prio = rng.choice(names), rng.choice(regions), rng.random()
+            assert pool.add(eid, region, prio) == model.add(eid, region, prio)
+        elif op < 0.5:
+            region = rng.choice(regions)
+            burst = rng.sample(names, rng.randint(1, 15))
+            prios = [rng.random() for _ in burst]
+            expected = sum(model.add(e, region, p) for e, p in zip(burst, prios, strict=True))
+            assert pool.add_many(burst, region, prios) == expected
+        elif op < 0.6:
+            eid = rng.choice(names)
+            pool.discard(eid)
+            model.entries.pop(eid, None)
+        else:
+            limit = rng.randint(1, 12)
+            if rng.random() < 0.5:
+                taken = pool.take(limit, drop=unwanted.__contains__)
+            else:
+                taken = pool.take(
+                    limit,
+                    split=lambda ids: (
+                        [e for e in ids if e not in unwanted],
+                        [e for e in ids if e in unwanted],
+                    ),
+                )
+            batch, dropped = model.take(limit, unwanted.__contains__)
+            assert (taken.batch, taken.dropped) == (batch, dropped)
+        assert len(pool) == len(model.entries)
+        assert all((e in pool) == (e in model.entries) for e in names)

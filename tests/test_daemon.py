@@ -492,3 +492,98 @@ def test_odd_status_values_count_as_unknown(body, status):
 
     answer = parse_answer(body, ["A"])
     assert answer.observations[0].status == status
+
+
+def _row(eid, status="TICKETS_AVAILABLE", resale="FEW_TICKETS_LEFT", key="eventId"):
+    return {key: eid, "status": status, "resaleStatus": resale}
+
+
+@pytest.mark.parametrize(
+    ("rows", "requested", "expected", "unknown", "ignored", "missing"),
+    [
+        pytest.param(
+            [_row("A"), _row("B", "TICKETS_NOT_AVAILABLE", "UNKNOWN")],
+            ["A", "B"],
+            [("A", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT"),
+             ("B", "TICKETS_NOT_AVAILABLE", "UNKNOWN")],
+            0, 0, [],
+            id="in-order",
+        ),
+        pytest.param(
+            [_row("B"), _row("A")],
+            ["A", "B"],
+            [("B", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT"),
+             ("A", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT")],
+            0, 0, [],
+            id="reordered",
+        ),
+        pytest.param(
+            [_row("A", key="eventid"), _row("B")],
+            ["A", "B"],
+            [("A", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT"),
+             ("B", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT")],
+            0, 0, [],
+            id="lower-case-key",
+        ),
+        pytest.param(
+            [{"eventId": "A", "status": "SOLD_OUT", "resaleStatus": "TICKETS_AVAILABLE"},
+             {"eventId": "B", "status": "FEW_TICKETS_LEFT"}],
+            ["A", "B"],
+            [("A", "UNKNOWN", "TICKETS_AVAILABLE"), ("B", "FEW_TICKETS_LEFT", None)],
+            1, 0, [],
+            id="odd-status-and-missing-field",
+        ),
+        pytest.param(
+            [_row("A"), _row("A")],
+            ["A", "B"],
+            [("A", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT")],
+            0, 1, ["B"],
+            id="duplicate-instead-of-one",
+        ),
+        pytest.param(
+            [_row("A"), _row("Z")],
+            ["A", "B"],
+            [("A", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT")],
+            0, 1, ["B"],
+            id="stranger-instead-of-one",
+        ),
+        pytest.param(
+            [_row("A"), {"eventId": "B", "status": {"x": 1}, "resaleStatus": None}],
+            ["A", "B"],
+            [("A", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT"), ("B", "UNKNOWN", None)],
+            1, 0, [],
+            id="unhashable-status",
+        ),
+    ],
+)  # fmt: skip
+def test_parse_answer_columns(rows, requested, expected, unknown, ignored, missing):
+    """Answers the fast path takes and those it must leave to the careful one decode alike."""
+    import orjson
+
+    from monitor.upstream.inventory import parse_answer
+
+    answer = parse_answer(orjson.dumps(rows), requested)
+    assert [tuple(o) for o in answer.observations] == expected
+    assert (answer.unknown_statuses, answer.ignored, answer.missing) == (unknown, ignored, missing)
+
+
+@pytest.mark.parametrize("reorder", [False, True], ids=["fast-path", "careful-path"])
+def test_parse_answer_keeps_the_requests_id_objects(reorder):
+    """Decoded IDs are fresh copies; the daemon keeps the request's (one string per event)."""
+    import orjson
+
+    from monitor.upstream.inventory import parse_answer
+
+    requested = ["".join(["EVT", str(n)]) for n in range(100, 105)]
+    rows = [_row(e) for e in (reversed(requested) if reorder else requested)]
+    answer = parse_answer(orjson.dumps(rows), requested)
+    assert sorted(answer.ids) == requested
+    assert all(any(i is r for r in requested) for i in answer.ids)
+
+
+def test_parse_answer_refuses_non_objects():
+    from monitor.upstream.errors import MalformedAnswer
+    from monitor.upstream.inventory import parse_answer
+
+    with pytest.raises(MalformedAnswer, match="other than objects"):
+        parse_answer(b'["A", "B"]', ["A", "B"])

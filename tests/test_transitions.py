@@ -298,3 +298,71 @@ def test_detect_does_not_mutate_inputs():
 def test_rules_defaults():
     assert Rules() == Rules(confirm_after=1, track_unknown=False)
     assert EventState() == EventState(EMPTY_FIELD, EMPTY_FIELD)
+
+
+# ------------------------------------------------------------------------------------------
+# detect_columns: the batch-at-a-time detector must agree with `detect` on every input
+# ------------------------------------------------------------------------------------------
+
+_VALUES = (A, F, N, U, None)
+_FIELD_STATES = (
+    EMPTY_FIELD,
+    (A, None, 0),
+    (F, None, 0),
+    (U, None, 0),
+    (A, F, 1),
+    (A, U, 1),
+    (N, A, 2),
+)
+
+
+def _all_cases():
+    """Every (remembered state or none, observed status, observed resale): 50 x 25 events."""
+    states = [None] + [EventState(s, r) for s in _FIELD_STATES for r in _FIELD_STATES]
+    return [(st, s, r) for st in states for s in _VALUES for r in _VALUES]
+
+
+@pytest.mark.parametrize("intern_states", [True, False], ids=["interned", "copies"])
+@pytest.mark.parametrize(
+    ("rules", "use_noise"),
+    [
+        pytest.param(Rules(), True, id="defaults-with-noise"),
+        pytest.param(Rules(), False, id="defaults-without-noise"),
+        pytest.param(Rules(confirm_after=2), True, id="confirm-2"),
+        pytest.param(Rules(track_unknown=True), False, id="track-unknown"),
+        pytest.param(Rules(confirm_after=3, track_unknown=True), False, id="confirm-3-track"),
+    ],
+)
+def test_detect_columns_agrees_with_detect(rules, use_noise, intern_states):
+    from monitor.core.transitions import detect_columns, noise_of, steady_states
+
+    intern: dict[EventState, EventState] = {}
+    steady = steady_states(intern)
+    noise = noise_of(steady) if use_noise else frozenset()
+    cases = _all_cases()
+    ids = [f"e{i}" for i in range(len(cases))]
+    states = {}
+    for eid, (st, _s, _r) in zip(ids, cases, strict=True):
+        if st is not None:
+            # Interned (as LiveState keeps them) or equal copies: the result must not depend on it.
+            states[eid] = intern.setdefault(st, st) if intern_states else EventState(*st)
+    statuses = [s for _st, s, _r in cases]
+    resales = [r for _st, _s, r in cases]
+    by_event = dict.fromkeys(ids, rules)
+    fast = detect_columns(ids, statuses, resales, states, by_event, steady, noise)
+    slow = detect(map(Observation, ids, statuses, resales), states, by_event)
+    assert fast.changed == slow.changed
+    assert fast.candidates == slow.candidates
+    assert slow.candidates  # the table holds real changes, so the comparison means something
+
+
+def test_detect_columns_unchanged_batch_is_empty():
+    from monitor.core.transitions import detect_columns, noise_of, steady_states
+
+    intern: dict[EventState, EventState] = {}
+    steady = steady_states(intern)
+    states = {"a": steady[(A, N)], "b": steady[(F, F)]}
+    got = detect_columns(["a", "b"], [A, U], [N, None], states, {}, steady, noise_of(steady))
+    assert (got.changed, got.candidates) == ({}, [])
+    first = detect_columns(["c"], [A], [None], states, {}, steady, noise_of(steady))
+    assert first.changed == {"c": EventState((A, None, 0), EMPTY_FIELD)}  # a baseline is stored
