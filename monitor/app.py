@@ -398,6 +398,7 @@ class Daemon:
             health=self.health,
             observed_at=self.live.observed_at,
             splitter=self.maintenance.splitter,
+            generation=self._current_catalog,
             clock=self.clock,
             batch_size=up.batch_size,
             max_in_flight=up.max_in_flight,

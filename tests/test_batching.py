@@ -337,7 +337,7 @@ class _ModelPool:
         return Batch(region, tuple(ids)), dropped
 
 
-@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("seed", range(60))
 def test_pool_matches_its_model(seed):
     """Random adds (one by one and in bursts), re-adds at other priorities and regions,
     discards and takes with drops: the pool hands out what the model does, in the same order."""

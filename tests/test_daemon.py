@@ -587,3 +587,32 @@ def test_parse_answer_refuses_non_objects():
 
     with pytest.raises(MalformedAnswer, match="other than objects"):
         parse_answer(b'["A", "B"]', ["A", "B"])
+
+
+async def test_oldest_observation_age_per_set(sim, tmp_path, start_daemon):
+    """The gauge is read when /metrics is: the age of each set's least recently observed event,
+    leaving out events that may not be polled now (in their maintenance window)."""
+    clock = ManualClock()
+    clock.set_wall(datetime(2026, 11, 25, 6, 59, tzinfo=UTC))  # 01:59 in New York
+    body = (
+        "watch_sets:\n"
+        f"  - {{name: fast, events: [{A}]}}\n"
+        f"  - {{name: slow, events: [{B}, {{id: {C}, time_zone: America/New_York}}]}}\n"
+    )
+    d = await start_daemon(make_config(sim.url, tmp_path / "s.db", body), clock=clock)
+
+    def age(name: str) -> float | None:
+        return d.metrics.registry.get_sample_value(
+            "availability_monitor_oldest_observation_age_seconds", {"watch_set": name}
+        )
+
+    assert (age("fast"), age("slow")) == (0.0, 0.0)  # nothing observed yet
+    await d.scheduler.run_once()
+    clock.advance(45)
+    assert (age("fast"), age("slow")) == (45.0, 45.0)
+    clock.advance(75)  # 02:01 in New York: C is in its window and is not polled
+    await d.scheduler.run_once(["slow"])
+    assert {eid for r in sim.log[-1:] for eid in r.ids} == {B}
+    assert (age("fast"), age("slow")) == (120.0, 0.0)
+    clock.advance(10)
+    assert (age("fast"), age("slow")) == (130.0, 10.0)

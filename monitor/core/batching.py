@@ -47,6 +47,9 @@ class DuePool:
         self._sorted: dict[str | None, list[str]] = {}
         self._cursor: dict[str | None, int] = {}
         self._added: dict[str | None, list[str]] = {}
+        # Dead or doubled slots may exist (a discard, a re-add, a move to another region):
+        # until then every slot is live and unique, and settling needs no filtering pass.
+        self._stale = False
 
     def __len__(self) -> int:
         return len(self._prio)
@@ -76,6 +79,7 @@ class DuePool:
                 fresh.append(eid)
                 fresh_prio.append(p)
             ids, priorities = fresh, fresh_prio
+            self._stale = True
         if not ids:
             return new
         prio.update(zip(ids, priorities, strict=True))
@@ -83,7 +87,8 @@ class DuePool:
             regions.update(dict.fromkeys(ids, region))
         elif regions:
             for eid in ids:
-                regions.pop(eid, None)
+                if regions.pop(eid, None) is not None:
+                    self._stale = True
         added = self._added.get(region)
         if added is None:
             self._added[region] = list(ids)
@@ -93,7 +98,8 @@ class DuePool:
 
     def discard(self, event_id: str) -> None:
         """Forget a queued event (its slot is skipped lazily)."""
-        self._prio.pop(event_id, None)
+        if self._prio.pop(event_id, None) is not None:
+            self._stale = True
         self._region.pop(event_id, None)
 
     def _live(self, region: str | None, ids: list[str]) -> list[str]:
@@ -112,7 +118,12 @@ class DuePool:
         cursor = self._cursor.get(region, 0)
         added = self._added.pop(region, None)
         if added:
-            items = self._live(region, items[cursor:] + added)
+            items = items[cursor:] + added if cursor < len(items) else added
+            if self._stale:
+                # One slot per event (a re-added one may hold two), each still live here.
+                items = self._live(region, list(dict.fromkeys(items)))
+                if not self._sorted.keys() - {region} and not self._added:
+                    self._stale = False  # the only list is clean now
             # Stable: among equal priorities, the earlier added goes first. An event re-added
             # with a lower priority may sit twice; the first slot read takes it.
             items.sort(key=self._prio.__getitem__)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, repeat
+from operator import is_not
 from typing import NamedTuple
 
 from monitor.domain import FIELD_RESALE, FIELD_STATUS, STATUSES, UNKNOWN, Observation
@@ -161,13 +162,14 @@ def detect_columns(
     the rest go through `step`, one by one.
     """
     expected = list(map(steady.get, zip(statuses, resales, strict=True)))
-    # EMPTY_STATE for events never seen: never a steady state, and never equal to the None that
-    # `steady` gives for a pair it does not hold.
+    # EMPTY_STATE for events never seen: never a steady state, and never the None that `steady`
+    # gives for a pair it does not hold.
     remembered = list(map(states.get, ids, repeat(EMPTY_STATE, len(ids))))
-    if expected == remembered:
+    # Positions where the states are not the same object, found without a Python-level loop.
+    odd = list(compress(range(len(ids)), map(is_not, expected, remembered)))
+    if not odd:
         return Detection({}, [])
-    pairs = enumerate(zip(expected, remembered, strict=True))
-    odd = [i for i, (e, r) in pairs if e is not r and e != r]
+    odd = [i for i in odd if expected[i] != remembered[i]]  # equal copies change nothing either
     if noise:
         odd = [i for i in odd if (remembered[i], statuses[i], resales[i]) not in noise]
     return detect((Observation(ids[i], statuses[i], resales[i]) for i in odd), states, rules)

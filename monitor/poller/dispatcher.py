@@ -154,7 +154,8 @@ class Dispatcher:
         metrics: Metrics,
         health: Health,
         observed_at: Mapping[str, float],
-        splitter: Callable[[], Split] | None = None,
+        splitter: Callable[[bool], Split | None] | None = None,
+        generation: Callable[[], object] | None = None,
         clock: Clock | None = None,
         batch_size: int = 1000,
         max_in_flight: int = 4,
@@ -169,6 +170,11 @@ class Dispatcher:
         self._health = health
         self._observed_at = observed_at.get
         self._splitter = splitter
+        # What the watched events were taken from (the catalog): while everything queued or in
+        # flight came from the current one, no batch needs checking for events since unwatched.
+        self._generation = generation
+        self._queued_from: object = None
+        self._mixed = False
         self._clock = clock or SystemClock()
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
@@ -268,6 +274,13 @@ class Dispatcher:
             return sub
         waiters = self._waiters
         seen = self._observed_at
+        if self._generation is not None:
+            current = self._generation()
+            if not waiters:
+                self._mixed = False
+            elif current is not self._queued_from:
+                self._mixed = True
+            self._queued_from = current
         for region, group in groups.items():
             ids = group
             if waiters and not waiters.keys().isdisjoint(ids):
@@ -320,7 +333,12 @@ class Dispatcher:
     def _split(self) -> Split | None:
         """Which events must leave the pool unrequested (quarantined, in maintenance, not ours,
         over), as one function over a batch; None when none can be."""
-        base = self._splitter() if self._splitter is not None else None
+        all_watched = (
+            self._generation is not None
+            and not self._mixed
+            and self._generation() is self._queued_from
+        )
+        base = self._splitter(all_watched) if self._splitter is not None else None
         quarantined = self.quarantined
         if not quarantined:
             return base

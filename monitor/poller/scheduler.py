@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -81,10 +82,11 @@ class MaintenanceView:
 
         return excluded
 
-    def splitter(self) -> Split:
+    def splitter(self, all_watched: bool = False) -> Split | None:
         """`excluded` over a whole batch: (kept, dropped), in order. When no zone is in its
         window, there is one replica and no event is over, only unwatched events are dropped,
-        and that is found a batch at a time."""
+        and that is found a batch at a time; when the caller knows every event it holds is
+        still watched (`all_watched`), there is nothing to drop: None."""
         if any(self.flags()) or self.mine is not None or self.retiring(self._clock.wall()):
             excluded = self.excluder()
 
@@ -96,14 +98,14 @@ class MaintenanceView:
                 return kept, dropped
 
             return split_each
+        if all_watched:
+            return None
         events = self._catalog().events
 
         def split(ids: list[str]) -> tuple[list[str], list[str]]:
-            gone = [e for e in ids if e not in events]
-            if not gone:
-                return ids, gone
-            unwatched = set(gone)
-            return [e for e in ids if e not in unwatched], gone
+            if all(map(events.__contains__, ids)):
+                return ids, []
+            return [e for e in ids if e in events], [e for e in ids if e not in events]
 
         return split
 
@@ -151,6 +153,7 @@ class PollScheduler:
         self.run_seconds: dict[str, float] = {}  # how long each set's last run took
         self._settling: set[asyncio.Task[PollReport]] = set()
         self._region_cache: dict[str, tuple[Catalog, dict[str, str] | None]] = {}
+        self._oldest_cache: dict[str, tuple[float, float]] = {}
         self.progress = 0  # bumps every time a run completes: the watchdog reads it
         self.last_progress = self._clock.monotonic()
 
@@ -169,6 +172,8 @@ class PollScheduler:
                 m.last_successful_poll_timestamp_seconds.remove(gone)
             with contextlib.suppress(KeyError):
                 m.watch_set_interval_seconds.remove(gone)
+            with contextlib.suppress(KeyError):
+                m.oldest_observation_age_seconds.remove(gone)
         self._published = set(catalog.sets)
         self._health.nothing_to_poll = not catalog.events
         plan = catalog.plan
@@ -183,6 +188,9 @@ class PollScheduler:
             m.events_without_time_zone.labels(name).set(no_tz)
             m.events_in_maintenance.labels(name).set(0)
             m.watch_set_interval_seconds.labels(name).set(spec.interval_seconds)
+            m.oldest_observation_age_seconds.labels(name).set_function(
+                functools.partial(self.oldest_observation_age, name)
+            )
 
     def _regions(self, catalog: Catalog, name: str) -> dict[str, str] | None:
         """The set's events that have a region (None when none has: the common case), kept
@@ -224,8 +232,6 @@ class PollScheduler:
             count = len(ids)
             ids = [e for e in ids if not retired(e, now)]
             n_retired = count - len(ids)
-        # filter(None, ...) leaves out events never observed (None) and those at 0.0
-        oldest = min(filter(None, map(seen, ids)), default=now)
         if spec.status_intervals:
             # Status-aware: an event is due when its own interval (by its confirmed status) has
             # passed since it was last observed; half a tick of slack keeps it from slipping
@@ -238,7 +244,6 @@ class PollScheduler:
                 for e in ids
                 if not (last := seen(e)) or now - last >= interval_for(status(e)) - slack
             ]
-        self._metrics.oldest_observation_age_seconds.labels(name).set(now - oldest)
         self._metrics.events_retired.labels(name).set(n_retired)
         regions = self._regions(catalog, name)
         if regions is None:
@@ -251,6 +256,38 @@ class PollScheduler:
                 group = groups[region] = []
             group.append(eid)
         return groups, in_maintenance
+
+    def oldest_observation_age(self, name: str) -> float:
+        """Seconds since the least recently observed event of a set was observed, among those
+        that may be polled now (not in maintenance, not over, ours); 0 before any is.
+
+        Worked out when /metrics is read (at most once a second per set), not on every run:
+        it is a pass over every event of the set.
+        """
+        now = self._clock.wall()
+        cached = self._oldest_cache.get(name)
+        if cached is not None and 0 <= now - cached[0] < 1.0:
+            return cached[1]
+        catalog = self._catalog()
+        spec = catalog.sets.get(name)
+        if spec is None:
+            return 0.0
+        ids: Sequence[str] = spec.event_ids
+        mine = self._maintenance.mine
+        if mine is not None:
+            ids = [e for e in ids if mine(e)]
+        flags = self._maintenance.flags()
+        if any(flags):
+            events = catalog.events
+            ids = [e for e in ids if (z := events[e].zone) < 0 or not flags[z]]
+        if self._maintenance.retiring(now):
+            retired = self._maintenance.retired
+            ids = [e for e in ids if not retired(e, now)]
+        # filter(None, ...) leaves out events never observed (None)
+        oldest = min(filter(None, map(self._observed_at, ids)), default=now)
+        age = max(0.0, now - oldest)
+        self._oldest_cache[name] = (now, age)
+        return age
 
     async def run_set(self, name: str, *, hand_over: bool = False) -> PollReport:
         """One poll run of one watch set: queue its due events and wait for them.
