@@ -85,6 +85,7 @@ def _cpu_rows(work: Path, pool_events: int) -> list[tuple[str, str, str, str]]:
 
         live = LiveState()
         same = EventState((AVAILABLE, None, 0), (AVAILABLE, None, 0))
+        same = live.steady.get((AVAILABLE, AVAILABLE), same)  # the interned copy, as at run time
         live.states = dict.fromkeys(ids, same)
         catalog = Catalog()
         processor = Processor(
@@ -93,25 +94,26 @@ def _cpu_rows(work: Path, pool_events: int) -> list[tuple[str, str, str, str]]:
             catalog=lambda: catalog,
             metrics=Metrics(CollectorRegistry()),
         )
-        observations = parse_answer(body, ids).observations
+        answer = parse_answer(body, ids)
+        columns = (answer.ids, answer.statuses, answer.resales)
         loop = asyncio.new_event_loop()
         try:
             return _per_item(
-                lambda: loop.run_until_complete(processor.process(observations, time.time())),
+                lambda: loop.run_until_complete(processor.process_columns(*columns, time.time())),
                 BATCH,
             )
         finally:
             loop.close()
 
     def pool() -> float:
-        from monitor.core.batching import DuePool
+        from monitor.core.batching import DueQueue
 
         many = event_ids(pool_events)
+        prios = [float(k % 997) for k in range(len(many))]
 
         def fill_and_drain() -> None:
-            p = DuePool()
-            for k, eid in enumerate(many):
-                p.add(eid, None, float(k % 997))
+            p = DueQueue()
+            p.add_many(many, None, prios)
             while len(p):
                 p.take(BATCH)
 
@@ -135,13 +137,13 @@ def _cpu_rows(work: Path, pool_events: int) -> list[tuple[str, str, str, str]]:
         ),
         (
             "judge unchanged statuses (µs per status)",
-            _show(_try(process)) + " `Processor.process` (nothing to store)",
+            _show(_try(process)) + " `Processor.process_columns` (nothing to store)",
             _show(base_judge) + " detection + 1 SQLite upsert per event + commit",
             "",
         ),
         (
             f"queue and batch, per event per round ({pool_events:,} due)",
-            _show(_try(pool)) + " `DuePool.add` + `take`",
+            _show(_try(pool)) + " `DueQueue.add_many` + `take`",
             "~0 (slices a list)",
             "",
         ),

@@ -18,7 +18,7 @@ from itertools import repeat
 from monitor.clock import Clock, SystemClock
 from monitor.config.catalog import EventSpec
 from monitor.core.backoff import full_jitter
-from monitor.core.batching import DuePool, Split
+from monitor.core.batching import DueQueue, Split
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.budget import RateBudget
@@ -181,7 +181,7 @@ class Dispatcher:
         self._retry = retry or RetryPolicy()
         self._linger = linger_seconds
         self._rng = rng or random.Random()
-        self._pool = DuePool()
+        self._pool = DueQueue()
         # event -> the submission waiting for it, or a list when several sets share it
         self._waiters: dict[str, _Submission | list[_Submission]] = {}
         self._work = asyncio.Event()
@@ -206,10 +206,7 @@ class Dispatcher:
     async def stop(self, timeout: float = 5.0) -> None:
         """Let batches in flight finish (up to `timeout`), then stop; unsent events fail."""
         self._closed = True
-        for eid in list(self._waiters):
-            if eid in self._pool:
-                self._pool.discard(eid)
-                self._finish(eid, FAILED)
+        self._finish_all(self._pool.drain(), FAILED)
         if self._workers:
             idle = [w for w in self._workers if not w.done()]
             if self._waiters:
