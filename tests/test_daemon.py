@@ -534,6 +534,14 @@ def _row(eid, status="TICKETS_AVAILABLE", resale="FEW_TICKETS_LEFT", key="eventI
             id="odd-status-and-missing-field",
         ),
         pytest.param(
+            [{"eventid": "A", "status": "FEW_TICKETS_LEFT"},
+             {"eventid": "B", "status": "UNKNOWN"}],
+            ["A", "B"],
+            [("A", "FEW_TICKETS_LEFT", None), ("B", "UNKNOWN", None)],
+            0, 0, [],
+            id="as-in-the-seed-lower-case-key-no-resale",
+        ),
+        pytest.param(
             [_row("A"), _row("A")],
             ["A", "B"],
             [("A", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT")],

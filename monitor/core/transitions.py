@@ -78,6 +78,8 @@ class Detection:
 
     changed: dict[str, EventState]
     candidates: list[Candidate]
+    # detect_columns: each event's state before the batch, in batch order (when it gives them)
+    remembered: list[EventState] | None = None
 
 
 def detect(
@@ -117,13 +119,18 @@ def detect(
 def steady_states(
     intern: dict[EventState, EventState],
 ) -> dict[tuple[str | None, str | None], EventState]:
-    """For each (status, resale) pair, the state in which observing exactly that pair changes
-    nothing: both values confirmed, nothing pending. Interned through `intern`, so a remembered
-    state can be compared by identity."""
+    """For each observed (status, resale) pair, the state in which observing exactly that pair
+    changes nothing: each value confirmed, nothing pending; a field the answer lacks (None) never
+    observed either (an upstream that leaves out `resaleStatus`). Interned through `intern`, so
+    a remembered state can be compared by identity."""
     table: dict[tuple[str | None, str | None], EventState] = {}
-    for status in STATUSES:
-        for resale in STATUSES:
-            state = EventState((status, None, 0), (resale, None, 0))
+    values: tuple[str | None, ...] = (*STATUSES, None)
+    for status in values:
+        for resale in values:
+            state = EventState(
+                EMPTY_FIELD if status is None else (status, None, 0),
+                EMPTY_FIELD if resale is None else (resale, None, 0),
+            )
             table[(status, resale)] = intern.setdefault(state, state)
     return table
 
@@ -133,11 +140,9 @@ def noise_of(
 ) -> frozenset[tuple[EventState, str | None, str | None]]:
     """(remembered state, observed status, observed resale) triples that change nothing while
     UNKNOWN is "no data": a steady state observed with UNKNOWN or a missing field in place of
-    one of its values."""
+    one of its values (or of a value never observed)."""
     out: set[tuple[EventState, str | None, str | None]] = set()
     for (status, resale), state in steady.items():
-        if status is None or resale is None:
-            continue
         for seen_status in {status, UNKNOWN, None}:
             for seen_resale in {resale, UNKNOWN, None}:
                 out.add((state, seen_status, seen_resale))
@@ -168,8 +173,10 @@ def detect_columns(
     # Positions where the states are not the same object, found without a Python-level loop.
     odd = list(compress(range(len(ids)), map(is_not, expected, remembered)))
     if not odd:
-        return Detection({}, [])
+        return Detection({}, [], remembered)
     odd = [i for i in odd if expected[i] != remembered[i]]  # equal copies change nothing either
     if noise:
         odd = [i for i in odd if (remembered[i], statuses[i], resales[i]) not in noise]
-    return detect((Observation(ids[i], statuses[i], resales[i]) for i in odd), states, rules)
+    found = detect((Observation(ids[i], statuses[i], resales[i]) for i in odd), states, rules)
+    found.remembered = remembered
+    return found

@@ -412,7 +412,10 @@ class Dispatcher:
                     return
             started = self._clock.monotonic()
             try:
-                answer = await self._client.fetch(ids, region, slot)
+                request = list(ids)
+                answer = await self._client.fetch(
+                    request, region, slot, self._processor.known_answers(region, request)
+                )
             except UpstreamError as exc:
                 self.last_progress = self._clock.monotonic()
                 self._observe_quota(exc.rate)
@@ -475,7 +478,7 @@ class Dispatcher:
             self._observe_quota(answer.rate)
             self._auth_failures = 0
             self._health.key_accepted()
-            await self._deliver(ids, answer)
+            await self._deliver(region, request, answer)
             return
 
     def _observe_quota(self, rate: RateHeaders | None) -> None:
@@ -485,15 +488,9 @@ class Dispatcher:
             self._metrics.upstream_quota_remaining.set(rate.available)
         self._budget.observe_quota(rate.available, rate.reset_epoch, self._clock.wall())
 
-    async def _deliver(self, ids: Sequence[str], answer: InventoryAnswer) -> None:
-        if answer.unknown_statuses:
-            self._metrics.upstream_unknown_status_total.inc(answer.unknown_statuses)
-        if answer.missing:
-            log.info("upstream answer lacks some events", n_missing=len(answer.missing))
+    async def _deliver(self, region: str | None, ids: list[str], answer: InventoryAnswer) -> None:
         try:
-            await self._processor.process_columns(
-                answer.ids, answer.statuses, answer.resales, self._clock.wall()
-            )
+            await self._processor.process_answer(region, ids, answer, self._clock.wall())
         except LeaseLost as exc:
             # Another replica owns these events now: it polls them; we store nothing.
             self._metrics.cluster_fenced_writes_total.inc()
@@ -505,6 +502,12 @@ class Dispatcher:
             log.exception("could not store a batch; it will be judged again next poll")
             self._finish_all(ids, FAILED)
             return
+        finally:
+            # After judging: a repeated answer's counts are known only then.
+            if answer.unknown_statuses:
+                self._metrics.upstream_unknown_status_total.inc(answer.unknown_statuses)
+            if answer.missing:
+                log.info("upstream answer lacks some events", n_missing=len(answer.missing))
         self._finish_all(ids, OK)
 
     async def _bisect(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Protocol
 
 from monitor.clock import Clock, SystemClock, iso_utc
 from monitor.config.catalog import Catalog
-from monitor.core.transitions import Candidate, detect_columns
+from monitor.core.transitions import EMPTY_STATE, Candidate, Detection, detect_columns
 from monitor.domain import UNKNOWN, Observation, Transition
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.notify.base import Notifier
 from monitor.poller.live import LiveState
+from monitor.poller.repeats import RepeatMemo, Seen
 from monitor.store.base import Fence, NewTransition, Store
+from monitor.upstream.inventory import InventoryAnswer, parse_answer
 
 log = get_logger("monitor.processor")
 
@@ -61,6 +64,7 @@ class Processor:
         self._catalog = catalog
         self._metrics = metrics
         self.notifiers: list[Notifier] = list(notifiers)
+        self._repeats = RepeatMemo()
 
     def _watch_sets(self, catalog: Catalog, cand: Candidate) -> tuple[str, ...]:
         spec = catalog.events.get(cand.event_id)
@@ -82,6 +86,60 @@ class Processor:
             observed_at,
         )
 
+    def known_answers(self, region: str | None, ids: list[str]) -> Callable[[bytes], bool]:
+        """For the upstream client: whether an answer to this request with this digest was
+        judged before and changed nothing (it then need not be decoded)."""
+        recall = self._repeats.recall
+        return lambda digest: recall(region, ids, digest) is not None
+
+    async def process_answer(
+        self, region: str | None, request: list[str], answer: InventoryAnswer, observed_at: float
+    ) -> list[Transition]:
+        """Judge, store and publish one upstream answer to `request`; a repeat of an answer
+        that changed nothing costs almost nothing (see `monitor.poller.repeats`)."""
+        catalog = self._catalog()
+        live = self._live
+        if answer.repeat is not None:
+            seen = self._repeats.recall(region, request, answer.digest or b"")
+            if seen is not None and seen.rules_from is catalog:
+                now = list(map(live.states.get, request, repeat(EMPTY_STATE, len(request))))
+                if now == seen.states:
+                    answer.unknown_statuses, answer.missing = seen.unknown_statuses, seen.missing
+                    live.observed_at.update(dict.fromkeys(request, observed_at))
+                    self._metrics.observations_total.inc(len(request))
+                    return []
+            # The events' states moved since (another batch, a reload): judge it after all.
+            decoded = parse_answer(answer.repeat, request)
+            answer.ids, answer.statuses, answer.resales = (
+                decoded.ids,
+                decoded.statuses,
+                decoded.resales,
+            )
+            answer.unknown_statuses, answer.ignored = decoded.unknown_statuses, decoded.ignored
+            answer.missing, answer.repeat = decoded.missing, None
+        detection, stored = await self._judge(
+            catalog, answer.ids, answer.statuses, answer.resales, observed_at
+        )
+        if (
+            answer.digest is not None
+            and detection.remembered is not None
+            and not detection.changed
+            and not detection.candidates
+            and answer.ids == request
+        ):
+            self._repeats.remember(
+                region,
+                Seen(
+                    request,
+                    answer.digest,
+                    detection.remembered,
+                    catalog,
+                    answer.unknown_statuses,
+                    answer.missing,
+                ),
+            )
+        return stored
+
     async def process_columns(
         self,
         ids: Sequence[str],
@@ -90,7 +148,17 @@ class Processor:
         observed_at: float,
     ) -> list[Transition]:
         """`process` for a batch given as columns (as the upstream client decodes it)."""
-        catalog = self._catalog()
+        _detection, stored = await self._judge(self._catalog(), ids, statuses, resales, observed_at)
+        return stored
+
+    async def _judge(
+        self,
+        catalog: Catalog,
+        ids: Sequence[str],
+        statuses: Sequence[str | None],
+        resales: Sequence[str | None],
+        observed_at: float,
+    ) -> tuple[Detection, list[Transition]]:
         live = self._live
         tracked = any(s.track_unknown for s in catalog.sets.values())
         detection = detect_columns(
@@ -106,7 +174,7 @@ class Processor:
             # The common batch: nothing to store, nobody to tell.
             live.observed_at.update(dict.fromkeys(ids, observed_at))
             self._metrics.observations_total.inc(len(ids))
-            return []
+            return detection, []
         enrich = self._enrich
         new = [
             NewTransition(
@@ -155,4 +223,4 @@ class Processor:
                     await notifier.notify(stored)
                 except Exception:
                     log.exception("notifier failed", notifier=type(notifier).__name__)
-        return stored
+        return detection, stored

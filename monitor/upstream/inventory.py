@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import SimpleNamespace
@@ -49,6 +50,8 @@ class InventoryAnswer:
     ignored: int = 0
     missing: list[str] = field(default_factory=list)
     rate: RateHeaders | None = None
+    digest: bytes | None = None  # of the body, when the caller asked for repeats to be spotted
+    repeat: bytes | None = None  # the body, left undecoded: the caller has seen it before
 
     @property
     def observations(self) -> list[Observation]:
@@ -56,27 +59,38 @@ class InventoryAnswer:
         return list(map(Observation, self.ids, self.statuses, self.resales))
 
 
-_EVENT_ID = itemgetter("eventId")
-_STATUS = itemgetter("status")
-_RESALE = itemgetter("resaleStatus")
+_STATUS_OR_NONE = STATUS_SET | {None}
+
+
+def body_digest(body: bytes) -> bytes:
+    """A digest of an answer body (BLAKE2b, 128 bits: a repeat is never mistaken)."""
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def _column(data: list[Any], key: str) -> list[Any]:
+    """One field of every object (None where absent). Raises TypeError for a non-object."""
+    try:
+        return list(map(itemgetter(key), data))
+    except KeyError:
+        return [item.get(key) for item in data]
 
 
 def _fast_columns(data: list[Any], requested: list[str]) -> InventoryAnswer | None:
-    """The common answer, read a column at a time: every requested ID once, in request order,
-    under `eventId`, with both fields holding known statuses. None when the answer is anything
-    else (the careful path then reads it item by item)."""
+    """The common answer, read a column at a time: every requested ID once, in request order
+    (under `eventId`, or `eventid` throughout), each field a known status or absent. None when
+    the answer is anything else (the careful path then reads it item by item)."""
     if len(data) != len(requested):
         return None
     try:
-        ids = list(map(_EVENT_ID, data))
-        if ids != requested:
+        ids = _column(data, "eventId")
+        if ids != requested and _column(data, "eventid") != requested:
             return None
-        statuses = list(map(_STATUS, data))
-        resales = list(map(_RESALE, data))
-        if not (STATUS_SET.issuperset(statuses) and STATUS_SET.issuperset(resales)):
+        statuses = _column(data, "status")
+        resales = _column(data, "resaleStatus")
+        if not (_STATUS_OR_NONE.issuperset(statuses) and _STATUS_OR_NONE.issuperset(resales)):
             return None
-    except (TypeError, KeyError):
-        return None  # not objects, a field missing, an unhashable value
+    except (TypeError, AttributeError):
+        return None  # not objects, an unhashable value
     # The request's ID objects, not the decoded copies: those are the ones the daemon keeps.
     return InventoryAnswer(requested, statuses, resales)
 
@@ -195,12 +209,18 @@ class InventoryClient:
         return URL(f"{self._base}?apikey={quote(self._key.reveal(), safe='')}{query}", encoded=True)
 
     async def fetch(
-        self, event_ids: Sequence[str], region: str | None = None, slot: Slot | None = None
+        self,
+        event_ids: Sequence[str],
+        region: str | None = None,
+        slot: Slot | None = None,
+        known: Callable[[bytes], bool] | None = None,
     ) -> InventoryAnswer:
         """One request for `event_ids` (all of one region). Raises an UpstreamError subclass.
 
         `slot` (from the rate budget) is marked sent when the request headers are written (see
-        `trace_config`), or when the attempt ends without that having happened.
+        `trace_config`), or when the attempt ends without that having happened. With `known`,
+        a 2xx body's digest is taken (`body_digest`) and given to it; when it says the body was
+        seen before, the answer comes back undecoded (`repeat`, no columns).
         """
         ctx = {"slot": slot} if slot is not None else None
         joined = ",".join(event_ids)
@@ -237,7 +257,7 @@ class InventoryClient:
         finally:
             if slot is not None:
                 slot.sent()  # no-op when the trace hook saw the headers go
-        return self._classify(status, headers, body, event_ids)
+        return self._classify(status, headers, body, event_ids, known)
 
     def _classify(
         self,
@@ -245,10 +265,16 @@ class InventoryClient:
         headers: Mapping[str, str],
         body: bytes,
         event_ids: Sequence[str],
+        known: Callable[[bytes], bool] | None = None,
     ) -> InventoryAnswer:
         rate = rate_headers(headers)
         if 200 <= status < 300:
-            answer = parse_answer(body, event_ids)
+            digest = body_digest(body) if known is not None else None
+            if digest is not None and known is not None and known(digest):
+                answer = InventoryAnswer(list(event_ids), [], [], repeat=body)
+            else:
+                answer = parse_answer(body, event_ids)
+            answer.digest = digest
             answer.rate = rate
             return answer
         snippet = redact(body[:200].decode("utf-8", "replace")).replace("\n", " ")
