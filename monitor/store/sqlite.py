@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -15,7 +15,8 @@ import orjson
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import sqlite_outbox as outbox
-from monitor.store.base import Delivery, Fence, NewTransition, StoredState
+from monitor.store import sqlite_states as bulk
+from monitor.store.base import Delivery, Fence, NewTransition, StateChunk, StoredState
 
 T = TypeVar("T")
 
@@ -171,6 +172,31 @@ class SQLiteStore:
                 state = shared[key] = EventState((s, sp, ss), (r, rp, rs))
             out[eid] = StoredState(state, at)
         return out
+
+    async def iter_states(
+        self, event_ids: Sequence[str] | None = None
+    ) -> AsyncIterator[StateChunk]:
+        """Stored event states in chunks of up to `bulk.STATE_CHUNK` events, in ID order.
+
+        The store's thread reads the next chunk while the caller takes this one: SQLite runs
+        without the GIL. `observed_at` comes back rounded down to the microsecond.
+        """
+        wanted = None if event_ids is None else set(event_ids)
+        decoder = bulk.Decoder()
+        ahead = asyncio.ensure_future(self._run(bulk.read_chunk, self._db, ""))
+        try:
+            while True:
+                raw = await ahead
+                if raw is None:
+                    return
+                ahead = asyncio.ensure_future(self._run(bulk.read_chunk, self._db, raw.last))
+                chunk = decoder.chunk(raw)
+                if chunk is None:  # something the fast form cannot carry: row by row
+                    rows = await self._run(bulk.read_rows, self._db, raw.after, raw.upto)
+                    chunk = decoder.rows(rows)
+                yield chunk if wanted is None else bulk.only(chunk, wanted)
+        finally:
+            ahead.cancel()  # the caller stopped early; the read itself just finishes
 
     async def record(
         self,
