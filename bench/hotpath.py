@@ -184,23 +184,24 @@ def _phases_daemon(n: int, csv: str, state: str) -> dict[str, list[float]]:
     config: Any = phase("config", lambda: load_config(str(config_path)))
     catalog: Any = phase("catalog", lambda: build_catalog(config))
     store = SQLiteStore(state)
+    live = LiveState()
 
     async def load() -> Any:
+        # As the daemon starts: the stored states stream straight into the live dicts.
         await store.open()
         try:
-            return await store.load_states()
+            await live.load_all(store.iter_states(), catalog)
+            return live
         finally:
             await store.close()
 
-    stored: Any = phase("state", lambda: asyncio.run(load()))
-    live = LiveState()
+    phase("state", lambda: asyncio.run(load()))
 
-    def fill_live() -> LiveState:
-        live.load(stored)
+    def count() -> LiveState:
         live.recount(catalog)
         return live
 
-    phase("live", fill_live)
+    phase("live", count)
     return out
 
 
@@ -258,8 +259,8 @@ def _load_rows(ctx: Context, n: int) -> list[tuple[str, str, str, str]]:
     names = {
         "config": "read the config and events file",
         "catalog": "build the catalog (per-event specs)",
-        "state": "load the stored states from SQLite",
-        "live": "in-memory state and status counts",
+        "state": "load the stored states from SQLite into the live dicts, count statuses",
+        "live": "recount the statuses",
     }
     return [
         (

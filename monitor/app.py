@@ -138,16 +138,18 @@ class Daemon:
         stack = self._stack
         await self.store.open()
         stack.push_async_callback(self.store.close)
-        self.live.load(await self.store.load_states())
         self.api_sets = {
             name: WatchSet.model_validate(spec)
             for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
         }
-        self.catalog = build_catalog(self._effective_config())
+        effective = self._effective_config()
+        if effective is not cfg:  # API-made sets add events: the catalog from __init__ lacks them
+            self.catalog = build_catalog(effective)
+        # After the catalog: the states take its ID strings (see LiveState.load_all).
+        await self.live.load_all(self.store.iter_states(), self.catalog)
         self.coordinator = self._make_coordinator()
         self.eventinfo = self._make_eventinfo()
         await self.eventinfo.load()
-        self.live.recount(self.catalog)
         await self.subscriptions.load(cfg.notifications.webhooks)
         self.health.state_loaded = True
 
@@ -271,12 +273,14 @@ class Daemon:
         assert coordinator is not None
         self._set_budget_share(slots)
         if gained:
-            ids = [e for e in self.catalog.events if coordinator.shard(e) in gained]
-            stored = await self.store.load_states(ids)
+            ids = [e for e in self.catalog.profiles if coordinator.shard(e) in gained]
+            chunks = [chunk async for chunk in self.store.iter_states(ids)]
+            # No await from here on: polls in between cannot mix old and new states.
             for eid in ids:
                 self.live.states.pop(eid, None)
                 self.live.observed_at.pop(eid, None)
-            self.live.load(stored)
+            for chunk in chunks:
+                self.live.take(chunk)
             self.live.recount(self.catalog)
             self.eventinfo.schedule_all()
         log.info(
@@ -461,7 +465,7 @@ class Daemon:
 
     def _log_start(self) -> None:
         catalog = self.catalog
-        no_tz = sum(1 for e in catalog.events.values() if e.zone < 0)
+        no_tz = catalog.without_time_zone()
         log.info(
             "daemon started",
             version=__version__,
@@ -663,7 +667,7 @@ class Daemon:
         if new.marketplace != self.config.marketplace:
             log.warning("the marketplace section changes only on restart; rules are reloaded")
         self._use_catalog(build_catalog(self._effective_config()))
-        watched = self.catalog.events
+        watched = self.catalog.profiles
         for eid in [e for e in self.live.observed_at if e not in watched]:
             del self.live.observed_at[eid]  # unwatched: the store keeps its state
         task = asyncio.get_running_loop().create_task(self._reload_targets(new))
