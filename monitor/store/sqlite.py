@@ -183,13 +183,16 @@ class SQLiteStore:
         """
         wanted = None if event_ids is None else set(event_ids)
         decoder = bulk.Decoder()
-        ahead = asyncio.ensure_future(self._run(bulk.read_chunk, self._db, ""))
+        loop = asyncio.get_running_loop()
+        # run_in_executor hands the read to the thread at once (a task would wait for the
+        # caller's next await): it goes on while this chunk is taken.
+        ahead = loop.run_in_executor(self._executor, bulk.read_chunk, self._db, "")
         try:
             while True:
                 raw = await ahead
                 if raw is None:
                     return
-                ahead = asyncio.ensure_future(self._run(bulk.read_chunk, self._db, raw.last))
+                ahead = loop.run_in_executor(self._executor, bulk.read_chunk, self._db, raw.last)
                 chunk = decoder.chunk(raw)
                 if chunk is None:  # something the fast form cannot carry: row by row
                     rows = await self._run(bulk.read_rows, self._db, raw.after, raw.upto)
