@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.actions.rules import ActionRules
+from monitor.allocator import release_free_memory
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.coordinator import Coordinator, LeaseStore
 from monitor.config import Config, ConfigError, ConfigIssue, load_config
@@ -147,6 +148,7 @@ class Daemon:
             self.catalog = build_catalog(effective)
         # After the catalog: the states take its ID strings (see LiveState.load_all).
         await self.live.load_all(self.store.iter_states(), self.catalog)
+        release_free_memory()  # what loading freed (chunks, catalog building) goes back
         self.coordinator = self._make_coordinator()
         self.eventinfo = self._make_eventinfo()
         await self.eventinfo.load()

@@ -10,8 +10,8 @@ on access.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import InitVar, dataclass, field, replace
 from datetime import time
 from typing import NamedTuple, TypeVar, overload
 from zoneinfo import ZoneInfo
@@ -169,7 +169,8 @@ class SetSpec:
 class Catalog:
     """Everything watched: events (each once, with every set that holds it), sets and zones.
 
-    `profiles` is the one per-event structure; `events` and `rules` are views over it.
+    `profiles` is the one per-event structure; `events` and `rules` are views over it. Every
+    profile in it is one the catalog shares (`share`): write new ones through `share`.
     """
 
     profiles: dict[str, Profile] = field(default_factory=dict)
@@ -178,15 +179,23 @@ class Catalog:
     plan: QuotaPlan | None = None
     venues: dict[str, Venue] = field(default_factory=dict)
     default_window: Window | None = None
+    #: The distinct profiles in `profiles`, when the caller knows them (build_catalog does).
+    shared: InitVar[Iterable[Profile] | None] = None
     events: EventsView = field(init=False, repr=False, compare=False)
     rules: RulesView = field(init=False, repr=False, compare=False)
     # One object per distinct profile: events that agree share it.
     _shared: dict[Profile, Profile] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, shared: Iterable[Profile] | None) -> None:
         self.events = EventsView(self.profiles)
         self.rules = RulesView(self.profiles)
         self._shared = {}
+        if shared is None:
+            # Distinct objects first, at C speed: hashing every event's profile costs more.
+            values = self.profiles.values()
+            shared = dict(zip(map(id, values), values, strict=True)).values()
+        for profile in shared:
+            self.share(profile)
 
     def share(self, profile: Profile) -> Profile:
         """The catalog's one copy of a profile equal to `profile`."""
@@ -230,17 +239,27 @@ class Catalog:
 
     def profile_counts(self, event_ids: Sequence[str] | None = None) -> Counter[Profile]:
         """How many of the events (default: all) have each profile; a pass at C speed."""
-        profiles = self.profiles
-        # Counting by identity: hashing a profile tuple per event would cost more.
-        values = profiles.values() if event_ids is None else map(profiles.__getitem__, event_ids)
-        by_identity = Counter(map(id, values))
+
+        def values() -> Iterable[Profile]:
+            if event_ids is None:
+                return self.profiles.values()
+            return map(self.profiles.__getitem__, event_ids)
+
+        # Counted by identity: hashing each event's profile tuple would cost more.
+        by_identity = Counter(map(id, values()))
         known = {id(p): p for p in self._shared}
-        for p in profiles.values() if len(known) < len(by_identity) else ():
-            known.setdefault(id(p), p)  # a profile put in without share(): still counted
+        if not known.keys() >= by_identity.keys():  # a profile put in without share()
+            every = list(values())
+            known = dict(zip(map(id, every), every, strict=True))
         return Counter({known[i]: n for i, n in by_identity.items()})
 
     def without_time_zone(self, event_ids: Sequence[str] | None = None) -> int:
         """How many of the events (default: all) have no known time zone."""
+        zoneless = sum(1 for p in self._shared if p.zone < 0)
+        if not zoneless:
+            return 0
+        if zoneless == len(self._shared):  # the usual case: no event has one
+            return len(self.profiles) if event_ids is None else len(event_ids)
         return sum(n for p, n in self.profile_counts(event_ids).items() if p.zone < 0)
 
 
@@ -416,9 +435,8 @@ def build_catalog(
         plan=plan,
         venues=venues,
         default_window=config.maintenance.window(),
+        shared=shared,
     )
-    for profile in shared:
-        catalog.share(profile)
     _apply_attributes(catalog, attrs)
     return catalog
 

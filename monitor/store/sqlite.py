@@ -192,12 +192,17 @@ class SQLiteStore:
                 raw = await ahead
                 if raw is None:
                     return
-                ahead = loop.run_in_executor(self._executor, bulk.read_chunk, self._db, raw.last)
+                if raw.upto is not None:  # else this is the last chunk
+                    ahead = loop.run_in_executor(
+                        self._executor, bulk.read_chunk, self._db, raw.upto
+                    )
                 chunk = decoder.chunk(raw)
                 if chunk is None:  # something the fast form cannot carry: row by row
                     rows = await self._run(bulk.read_rows, self._db, raw.after, raw.upto)
                     chunk = decoder.rows(rows)
                 yield chunk if wanted is None else bulk.only(chunk, wanted)
+                if raw.upto is None:
+                    return
         finally:
             ahead.cancel()  # the caller stopped early; the read itself just finishes
 
