@@ -67,11 +67,6 @@ class EventSpec(NamedTuple):
         return self.partner_id or self.event_id
 
 
-def _spec(event_id: str, profile: Profile) -> EventSpec:
-    # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs on every access.
-    return tuple.__new__(EventSpec, (event_id, *profile))
-
-
 class EventsView(Mapping[str, EventSpec]):
     """Every watched event by ID, as an EventSpec made on access from the event's profile.
 
@@ -85,7 +80,8 @@ class EventsView(Mapping[str, EventSpec]):
         self._profiles = profiles
 
     def __getitem__(self, event_id: str) -> EventSpec:
-        return _spec(event_id, self._profiles[event_id])
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs per access.
+        return tuple.__new__(EventSpec, (event_id, *self._profiles[event_id]))
 
     @overload
     def get(self, event_id: str, /) -> EventSpec | None: ...
@@ -96,7 +92,7 @@ class EventsView(Mapping[str, EventSpec]):
     def get(self, event_id: str, /, default: object = None) -> object:
         """The event's spec, or `default` when it is not watched."""
         profile = self._profiles.get(event_id)
-        return default if profile is None else _spec(event_id, profile)
+        return default if profile is None else tuple.__new__(EventSpec, (event_id, *profile))
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._profiles

@@ -1,0 +1,205 @@
+"""Loading every stored state at start-up: Store.iter_states and LiveState.load_all.
+
+Run against SQLite and PostgreSQL alike (the fixtures of test_store); chunks are made small so
+that a few dozen events take many of them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from monitor.config.catalog import Catalog, Profile, SetSpec
+from monitor.core.transitions import EventState, Rules
+from monitor.domain import UNKNOWN
+from monitor.poller.live import LiveState
+from monitor.store import postgres, sqlite_states
+from monitor.store.base import StateChunk, Store
+from monitor.store.sqlite import SQLiteStore
+from tests import test_store as suite
+from tests.test_store import AVAILABLE, FEW, NONE, state
+
+# The store suite's fixtures: each test runs on SQLite and on PostgreSQL.
+backend = suite.backend
+store = suite.store
+
+VARIED = {
+    "A": state(AVAILABLE),
+    "B": EventState((FEW, NONE, 2), (AVAILABLE, FEW, 1)),
+    "C": EventState((None, None, 0), (None, None, 0)),
+    "D": EventState((UNKNOWN, None, 0), (NONE, None, 0)),
+    "E": state(FEW, AVAILABLE, 99),
+}
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 7 events: a few dozen events make many chunks."""
+    monkeypatch.setattr(sqlite_states, "STATE_CHUNK", 7)
+    monkeypatch.setattr(postgres, "STATE_CHUNK", 7)
+
+
+async def chunks_of(store: Store, event_ids: list[str] | None = None) -> list[StateChunk]:
+    return [chunk async for chunk in store.iter_states(event_ids)]
+
+
+def flat(chunks: list[StateChunk]) -> dict[str, tuple[EventState, float]]:
+    out: dict[str, tuple[EventState, float]] = {}
+    for chunk in chunks:
+        assert len(chunk.event_ids) == len(chunk.states) == len(chunk.observed_at)
+        assert Counter(chunk.states) == chunk.tally
+        for eid, st, at in zip(chunk.event_ids, chunk.states, chunk.observed_at, strict=True):
+            assert eid not in out, f"{eid} came twice"
+            out[eid] = (st, at)
+    return out
+
+
+async def test_iter_states_gives_what_load_states_gives(store: Store) -> None:
+    await store.record(VARIED, [], 1700000000.25)
+    await store.record({"F": state(NONE)}, [], 100.5)
+    loaded = await store.load_states()
+    assert flat(await chunks_of(store)) == {k: (v.state, v.observed_at) for k, v in loaded.items()}
+
+
+async def test_iter_states_loads_every_chunk_with_one_object_per_state_and_time(
+    store: Store,
+) -> None:
+    states = {f"EV{i:03d}": VARIED["AB"[i % 2]] for i in range(60)}
+    await store.record(states, [], 50.0)
+    chunks = await chunks_of(store)
+    assert len(chunks) >= 60 // 7
+    assert all(len(c.event_ids) <= 7 for c in chunks)
+    got = flat(chunks)
+    assert {k: v[0] for k, v in got.items()} == states
+    assert len({id(st) for st, _ in got.values()}) == 2
+    assert len({id(at) for _, at in got.values()}) == 1
+
+
+async def test_iter_states_of_some_events(store: Store) -> None:
+    await store.record({f"EV{i:03d}": state(FEW) for i in range(30)}, [], 5.0)
+    wanted = ["EV003", "EV017", "EV029", "GHOST"]
+    assert set(flat(await chunks_of(store, wanted))) == {"EV003", "EV017", "EV029"}
+
+
+async def test_iter_states_of_an_empty_store(store: Store) -> None:
+    assert flat(await chunks_of(store)) == {}
+
+
+async def test_iter_states_observation_times_to_the_microsecond(store: Store) -> None:
+    await store.record({"A": state()}, [], 1700000000.1234567)
+    [(_, at)] = flat(await chunks_of(store)).values()
+    assert 1700000000.123456 <= at <= 1700000000.1234567
+
+
+async def test_sqlite_rows_the_fast_form_cannot_carry_are_read_one_by_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.record({f"EV{i:02d}": state() for i in range(20)}, [], 7.0)
+        odd = {
+            "EV05": state("SOMETHING_NEW"),  # a status the code has no digit for
+            "EV06,EV07": state(FEW),  # a comma, the fast form's separator
+            "EV12": state(FEW, AVAILABLE, 5000),  # a streak too long for its digits
+        }
+        await store.record(odd, [], 8.0)
+        got = flat(await chunks_of(store))
+    finally:
+        await store.close()
+    assert len(got) == 21
+    for eid, st in odd.items():
+        assert got[eid] == (st, 8.0)
+    assert got["EV00"] == (state(), 7.0)
+
+
+# -- LiveState.load_all ------------------------------------------------------------------------
+
+
+def fresh(text: str) -> str:
+    """An equal string that is a new object (literals and str() of a str are shared)."""
+    return "".join(list(text))
+
+
+def catalog_of(ids: list[str], *sets: tuple[str, list[str]]) -> Catalog:
+    one = Profile(None, -1, None, ("s",), Rules())
+    specs = {name: SetSpec(name, 60.0, 1, False, tuple(members)) for name, members in sets}
+    return Catalog(
+        profiles=dict.fromkeys(ids, one),
+        sets=specs or {"s": SetSpec("s", 60.0, 1, False, tuple(ids))},
+    )
+
+
+async def test_load_all_keys_the_live_dicts_with_the_catalogs_strings(store: Store) -> None:
+    ids = [fresh(f"EV{i:03d}") for i in range(40)]
+    await store.record({fresh(e): state(FEW) for e in ids}, [], 3.0)
+    catalog = catalog_of(ids)
+    live = LiveState()
+    assert await live.load_all(store.iter_states(), catalog) == 40
+    assert all(a is b for a, b in zip(live.states, catalog.profiles, strict=True))
+    assert all(a is b for a, b in zip(live.observed_at, catalog.profiles, strict=True))
+    assert live.states == dict.fromkeys(ids, state(FEW))
+    assert live.observed_at == dict.fromkeys(ids, 3.0)
+    assert live.status_counts("s")[FEW] == 40
+
+
+async def test_load_all_leaves_out_watched_events_the_store_does_not_know(store: Store) -> None:
+    await store.record({"EV01": state(FEW), "OLD": state(NONE)}, [], 3.0)
+    catalog = catalog_of(["EV01", "EV02", "EV03"])
+    live = LiveState()
+    assert await live.load_all(store.iter_states(), catalog) == 2
+    # Unwatched events keep their state: a reload may watch them again.
+    assert live.states == {"EV01": state(FEW), "OLD": state(NONE)}
+    assert set(live.observed_at) == {"EV01", "OLD"}
+    assert live.status_counts("s") == {
+        AVAILABLE: 0, FEW: 1, NONE: 0, UNKNOWN: 2,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "shape", ["one-set", "two-sets", "set-of-some", "unwatched-stored", "missing"]
+)
+async def test_load_all_counts_as_recount_does(store: Store, shape: str) -> None:
+    ids = [f"EV{i:02d}" for i in range(30)]
+    stored = {e: VARIED["ABCDE"[i % 5]] for i, e in enumerate(ids)}
+    sets: list[tuple[str, list[str]]] = []
+    if shape == "two-sets":
+        sets = [("s", ids[:20]), ("t", ids[10:])]
+    elif shape == "set-of-some":
+        sets = [("s", ids[:10])]
+    elif shape == "unwatched-stored":
+        stored["ELSEWHERE"] = state(NONE)
+    elif shape == "missing":
+        del stored["EV07"], stored["EV21"]
+    await store.record(stored, [], 9.0)
+    catalog = catalog_of(ids, *sets)
+    live = LiveState()
+    await live.load_all(store.iter_states(), catalog)
+    counted = {name: live.status_counts(name) for name in catalog.sets}
+    live.recount(catalog)
+    assert counted == {name: live.status_counts(name) for name in catalog.sets}
+    assert sum(counted[next(iter(catalog.sets))].values()) == len(
+        next(iter(catalog.sets.values())).event_ids
+    )
+
+
+async def test_load_all_into_a_live_state_that_has_states_merges(store: Store) -> None:
+    await store.record({"EV01": state(FEW)}, [], 3.0)
+    live = LiveState()
+    live.states["EV02"] = state(NONE)
+    live.observed_at["EV02"] = 1.0
+    await live.load_all(store.iter_states(), catalog_of(["EV01", "EV02"]))
+    assert live.states == {"EV01": state(FEW), "EV02": state(NONE)}
+    assert live.observed_at == {"EV01": 3.0, "EV02": 1.0}
+
+
+async def test_equal_states_from_a_store_and_from_polls_are_one_object(store: Store) -> None:
+    await store.record({"EV01": state(FEW)}, [], 3.0)
+    live = LiveState()
+    catalog = catalog_of(["EV01", "EV02"])
+    await live.load_all(store.iter_states(), catalog)
+    live.apply(catalog, {"EV02": state(FEW)})
+    assert live.states["EV01"] is live.states["EV02"]
