@@ -21,7 +21,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.cluster.coordinator import Coordinator, LeaseStore
 from monitor.config import Config, ConfigError, ConfigIssue, load_config
 from monitor.config.catalog import Catalog, build_catalog
-from monitor.config.models import WatchSet, parse_listen
+from monitor.config.models import ListedEvents, WatchSet, parse_listen
 from monitor.eventinfo import EventInfo
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
@@ -278,11 +278,7 @@ class Daemon:
             ids = [e for e in self.catalog.profiles if coordinator.shard(e) in gained]
             chunks = [chunk async for chunk in self.store.iter_states(ids)]
             # No await from here on: polls in between cannot mix old and new states.
-            for eid in ids:
-                self.live.states.pop(eid, None)
-                self.live.observed_at.pop(eid, None)
-            for chunk in chunks:
-                self.live.take(chunk)
+            self.live.replace(ids, chunks)
             self.live.recount(self.catalog)
             self.eventinfo.schedule_all()
         log.info(
@@ -657,11 +653,12 @@ class Daemon:
                 "retry schedule, timeouts, the private-network guard and alertmanager change "
                 "only on restart; webhooks are reloaded"
             )
+        watch_sets, files_changed = self._keep_event_strings(new)
         self.config = self.config.model_copy(
             update={
                 "maintenance": new.maintenance,
                 "venues": new.venues,
-                "watch_sets": new.watch_sets,
+                "watch_sets": watch_sets,
                 "notifications": n_old.model_copy(update={"webhooks": n_new.webhooks}),
                 "actions": new.actions,
             }
@@ -670,6 +667,8 @@ class Daemon:
             log.warning("the marketplace section changes only on restart; rules are reloaded")
         self._use_catalog(build_catalog(self._effective_config()))
         watched = self.catalog.profiles
+        if files_changed:
+            self.live.adopt_keys(watched)  # the file's IDs were read anew: one string each
         for eid in [e for e in self.live.observed_at if e not in watched]:
             del self.live.observed_at[eid]  # unwatched: the store keeps its state
         task = asyncio.get_running_loop().create_task(self._reload_targets(new))
@@ -681,6 +680,26 @@ class Daemon:
             "config reloaded", watch_sets=len(self.catalog.sets), events=len(self.catalog.events)
         )
         return True
+
+    def _keep_event_strings(self, new: Config) -> tuple[list[WatchSet], bool]:
+        """The new config's watch sets, where each events file read the same as before keeps
+        the ID strings read before (so that each event ID stays one string object), and
+        whether some events file changed."""
+        before = {ws.name: ws.events for ws in self.config.watch_sets}
+        sets: list[WatchSet] = []
+        changed = False
+        for ws in new.watch_sets:
+            events, old = ws.events, before.get(ws.name)
+            if not isinstance(events, ListedEvents):
+                sets.append(ws)
+                continue
+            if isinstance(old, ListedEvents) and events.file_ids == old.file_ids:
+                kept = ListedEvents(events.listed, old.file_ids, events.attributed)
+                ws = ws.model_copy(update={"events": kept})
+            else:
+                changed = True
+            sets.append(ws)
+        return sets, changed
 
     async def _reload_targets(self, new: Config) -> None:
         # API-made objects are re-read too: with several replicas, another one may have made

@@ -203,3 +203,78 @@ async def test_equal_states_from_a_store_and_from_polls_are_one_object(store: St
     await live.load_all(store.iter_states(), catalog)
     live.apply(catalog, {"EV02": state(FEW)})
     assert live.states["EV01"] is live.states["EV02"]
+
+
+def test_replace_forgets_what_the_chunks_do_not_name_and_keys_with_the_given_strings() -> None:
+    live = LiveState()
+    live.states.update({"EV01": state(NONE), "EV02": state(NONE), "EV09": state(NONE)})
+    live.observed_at.update(dict.fromkeys(live.states, 1.0))
+    ours = [fresh("EV01"), fresh("EV02"), fresh("EV03")]
+    chunk = StateChunk(["EV01", "EV03"], [state(FEW), state(FEW)], [2.0, 2.0], {state(FEW): 2})
+    live.replace(ours, [chunk])
+    assert live.states == {"EV01": state(FEW), "EV03": state(FEW), "EV09": state(NONE)}
+    assert live.observed_at == {"EV01": 2.0, "EV03": 2.0, "EV09": 1.0}
+    assert next(k for k in live.states if k == "EV03") is ours[2]
+
+
+def test_adopt_keys_swaps_in_the_catalogs_strings_in_place() -> None:
+    live = LiveState()
+    states, seen = live.states, live.observed_at
+    states.update({"EV01": state(FEW), "EV02": state(NONE), "OLD": state(NONE)})
+    seen.update({"EV01": 1.0, "EV02": 2.0, "OLD": 3.0})
+    catalog = catalog_of([fresh("EV01"), fresh("EV02"), fresh("EV03")])
+    live.adopt_keys(catalog.profiles)
+    assert live.states is states and live.observed_at is seen  # the poller holds them
+    assert states == {"EV01": state(FEW), "EV02": state(NONE), "OLD": state(NONE)}
+    assert seen == {"EV01": 1.0, "EV02": 2.0, "OLD": 3.0}
+    ours = {id(k) for k in catalog.profiles}
+    assert all(id(k) in ours for k in [*states, *seen] if k != "OLD")
+
+
+async def test_a_restart_and_a_reload_keep_one_string_per_event_id(sim, tmp_path: Path) -> None:
+    import yaml
+    from prometheus_client import CollectorRegistry
+
+    from monitor.app import Daemon
+    from tests.conftest import API_KEY, make_config
+
+    events = tmp_path / "events.csv"
+    events.write_text("id\n" + "".join(f"EV{i:03d}\n" for i in range(20)), encoding="utf-8")
+    cfg = make_config(
+        sim.url, tmp_path / "s.db", f"watch_sets: [{{name: main, events_file: {events}}}]\n"
+    )
+    raw = cfg.model_dump(mode="json", exclude_none=True)
+    raw["upstream"]["api_key"] = API_KEY
+    raw["watch_sets"] = [{"name": "main", "events_file": str(events)}]
+    path = tmp_path / "monitor.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    first = Daemon(cfg, registry=CollectorRegistry())
+    await first.start(schedule=False)
+    await first.scheduler.run_once()  # the store remembers every event
+    await first.stop()
+
+    d = Daemon(cfg, config_path=str(path), registry=CollectorRegistry())
+    await d.start(schedule=False)
+    try:
+
+        def one_string_each() -> bool:
+            ours = {id(k) for k in d.catalog.profiles}
+            return all(id(k) in ours for k in [*d.live.states, *d.live.observed_at])
+
+        assert len(d.live.states) == 20
+        assert one_string_each()
+        before = list(d.catalog.profiles)
+        assert d.reload()  # the same file: the strings read before stay
+        assert all(a is b for a, b in zip(d.catalog.profiles, before, strict=True))
+        assert one_string_each()
+        events.write_text("id\n" + "".join(f"EV{i:03d}\n" for i in range(5, 25)))
+        assert d.reload()  # a changed file: the live dicts take its strings
+        old = {id(k) for k in before}  # still alive: their ids are theirs alone
+        assert not any(id(k) in old for k in d.catalog.profiles)
+        ours = {id(k) for k in d.catalog.profiles}
+        assert all(id(k) in ours for k in d.live.states if k >= "EV005")
+        assert len(d.live.states) == 20  # unwatched ones keep their state
+        await d.scheduler.run_once()
+        assert set(d.live.observed_at) == {f"EV{i:03d}" for i in range(5, 25)}
+    finally:
+        await d.stop()

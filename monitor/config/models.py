@@ -14,6 +14,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -292,6 +294,13 @@ class WatchSet(Strict):
     track_unknown: bool = False
     priority: int = 0
     intervals: dict[Literal[STATUS_KEYS], Annotated[float, Field(ge=1)]] = {}  # type: ignore[valid-type]
+
+    @field_serializer("events")
+    def _events(
+        self, events: Sequence[EventEntry | FileEntry], info: SerializationInfo
+    ) -> list[dict[str, Any]]:
+        # Entries one by one: an events file's rows are ListedEvents, not a list.
+        return [e.model_dump(exclude_none=info.exclude_none) for e in events]
 
 
 class State(Strict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from itertools import repeat
 from operator import itemgetter
 from typing import cast
@@ -65,7 +65,8 @@ class LiveState:
         Into an empty LiveState, the dicts start from the catalog's keys: an event's entries
         then use the catalog's own ID string, and a million IDs are a million strings rather
         than two million. Watched events the store does not know are left out again at the
-        end.
+        end. The empty dicts are replaced by new ones: take references to `states` and
+        `observed_at` (or their methods) only after this.
         """
         watched = catalog.profiles
         loaded = 0
@@ -104,6 +105,45 @@ class LiveState:
         confirmed[None] += len(watched) - remembered
         self.counts = {only.name: _with_unknown(confirmed)}
         return loaded
+
+    def replace(self, event_ids: Iterable[str], chunks: Iterable[StateChunk]) -> None:
+        """Replace what is known of these events by what the chunks hold; events the chunks do
+        not name are forgotten. New entries are keyed with the given ID strings (pass the
+        catalog's)."""
+        states: dict[str, EventState] = {}
+        times: dict[str, float] = {}
+        for chunk in chunks:
+            states.update(zip(chunk.event_ids, chunk.states, strict=True))
+            times.update(zip(chunk.event_ids, chunk.observed_at, strict=True))
+        intern = self._intern
+        for eid in event_ids:
+            state = states.get(eid)
+            if state is None:
+                self.states.pop(eid, None)
+                self.observed_at.pop(eid, None)
+            else:
+                self.states[eid] = intern.setdefault(state, state)
+                self.observed_at[eid] = times[eid]
+
+    def adopt_keys(self, watched: Mapping[str, object]) -> None:
+        """Key the dicts with `watched`'s own ID strings (the catalog's, after a reload read
+        the events anew), so that each ID is one string again. Entries stay as they are."""
+        if not watched or not self.states:
+            return
+        # A dict keeps the key object it had first: start from the catalog's, then update.
+        states: dict[str, EventState | None] = dict.fromkeys(watched)
+        states.update(self.states)
+        seen: dict[str, float | None] = dict.fromkeys(watched)
+        seen.update(self.observed_at)
+        for eid in [eid for eid, state in states.items() if state is None]:
+            del states[eid]
+        for eid in [eid for eid, at in seen.items() if at is None]:
+            del seen[eid]
+        # In place: the poller holds these dicts' methods.
+        self.states.clear()
+        self.states.update(cast(dict[str, EventState], states))
+        self.observed_at.clear()
+        self.observed_at.update(cast(dict[str, float], seen))
 
     def status(self, event_id: str) -> str | None:
         """The confirmed status, or None before the first observation."""
