@@ -258,7 +258,7 @@ def _load_rows(ctx: Context, n: int) -> list[tuple[str, str, str, str]]:
 
     names = {
         "config": "read the config and events file",
-        "catalog": "build the catalog (per-event specs)",
+        "catalog": "build the catalog (ID -> shared profile)",
         "state": "load the stored states from SQLite into the live dicts, count statuses",
         "live": "recount the statuses",
     }
