@@ -153,6 +153,7 @@ def _cpu_rows(work: Path, pool_events: int) -> list[tuple[str, str, str, str]]:
 
 def _phases_daemon(n: int, csv: str, state: str) -> dict[str, list[float]]:
     """(seconds, RSS growth in bytes) of each start-up phase of the daemon."""
+    from monitor.allocator import map_large_blocks
     from monitor.config import load_config
     from monitor.config.catalog import build_catalog
     from monitor.poller.live import LiveState
@@ -170,6 +171,7 @@ def _phases_daemon(n: int, csv: str, state: str) -> dict[str, list[float]]:
     )
     out: dict[str, list[float]] = {}
     keep: list[object] = []
+    map_large_blocks()  # as `availability-monitor run` does first
 
     def phase(name: str, fn: Callable[[], object]) -> object:
         gc.collect()
