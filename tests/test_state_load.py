@@ -278,3 +278,27 @@ async def test_a_restart_and_a_reload_keep_one_string_per_event_id(sim, tmp_path
         assert set(d.live.observed_at) == {f"EV{i:03d}" for i in range(5, 25)}
     finally:
         await d.stop()
+
+
+async def test_a_sqlite_load_gives_the_thread_switch_interval_back(tmp_path: Path) -> None:
+    import asyncio
+    import contextlib
+    import sys
+
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        await store.record({f"EV{i:02d}": state() for i in range(30)}, [], 1.0)
+        before = sys.getswitchinterval()
+        assert len(flat(await chunks_of(store))) == 30
+        assert sys.getswitchinterval() == before
+        async with contextlib.aclosing(store.iter_states()) as chunks:
+            async for _chunk in chunks:
+                break  # a caller that stops early
+        assert sys.getswitchinterval() == before
+        async for _chunk in store.iter_states():
+            break  # without aclosing, the loop closes the iterator on its next turn
+        await asyncio.sleep(0.01)
+        assert sys.getswitchinterval() == before
+    finally:
+        await store.close()

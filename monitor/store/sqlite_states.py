@@ -21,6 +21,8 @@ from monitor.store.base import StateChunk, chunk_from_rows
 
 #: Rows per chunk.
 STATE_CHUNK = 50_000
+#: The interpreter's thread switch interval while a load runs (the default is 5 ms).
+SWITCH_SECONDS = 0.0005
 
 
 def _status_code(column: str) -> str:
