@@ -21,7 +21,8 @@ from monitor.clock import Clock, SystemClock
 from monitor.cluster.coordinator import Coordinator, LeaseStore
 from monitor.config import Config, ConfigError, ConfigIssue, load_config
 from monitor.config.catalog import Catalog, build_catalog
-from monitor.config.models import ListedEvents, WatchSet, parse_listen
+from monitor.config.event_files import ListedEvents
+from monitor.config.models import WatchSet, parse_listen
 from monitor.eventinfo import EventInfo
 from monitor.logs import get_logger
 from monitor.metrics import Metrics

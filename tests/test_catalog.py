@@ -8,8 +8,7 @@ import pytest
 
 from monitor.config import ConfigError, parse_config
 from monitor.config.catalog import Catalog, EventSpec, Profile, build_catalog
-from monitor.config.loader import read_events_csv
-from monitor.config.models import FileEntry, ListedEvents
+from monitor.config.event_files import FileEntry, ListedEvents, read_events_csv
 from monitor.core.transitions import DEFAULT_RULES, Rules
 from tests.test_config import API, y
 

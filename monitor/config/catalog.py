@@ -17,7 +17,8 @@ from typing import NamedTuple, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 from monitor.config.errors import ConfigIssue
-from monitor.config.models import Config, EventEntry, FileEntry, ListedEvents, Venue, WatchSet
+from monitor.config.event_files import FileEntry, ListedEvents
+from monitor.config.models import Config, EventEntry, Venue, WatchSet
 from monitor.core.budget import QuotaPlan, SetDemand, plan_quota
 from monitor.core.maintenance import Window
 from monitor.core.transitions import Rules

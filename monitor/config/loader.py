@@ -7,32 +7,24 @@ from __future__ import annotations
 
 import csv
 import difflib
-import io
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from monitor.config.errors import ConfigError, ConfigIssue, join_path
-from monitor.config.models import (
-    EVENT_ID_RE,
-    Config,
-    EventEntry,
-    FileEntry,
-    ListedEvents,
-    check_time_zone,
-)
+from monitor.config.event_files import load_event_files
+from monitor.config.models import Config
 from monitor.logs import redact
 
 #: Keys that hold secrets; each may instead be given as `<key>_file: PATH`.
 SECRET_KEYS = frozenset({"api_key", "client_secret", "secret", "admin_token", "api_token", "dsn"})
 _ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-CSV_COLUMNS = ("id", "venue", "time_zone", "region", "partner_event_id")
 
 Path_ = tuple[str | int, ...]
 _UNREADABLE = "<unreadable secret file>"
@@ -122,7 +114,7 @@ def parse_config(
         issues.extend(i for i in _pydantic_issues(exc, data) if i.path not in reported)
         raise ConfigError(_masked(issues, secrets), source) from None
     origins: dict[tuple[int, int], tuple[str, str]] = {}
-    config = _load_event_files(config, issues, origins)
+    config = load_event_files(config, issues, origins)
     from monitor.config.catalog import check_catalog  # late: catalog needs the models
 
     check_catalog(config, issues, origins)
@@ -385,168 +377,3 @@ def _unwrap(annotation: Any) -> Any:
         if not inner:
             return annotation
         annotation = inner[0]
-
-
-def _load_event_files(
-    config: Config, issues: list[ConfigIssue], origins: dict[tuple[int, int], tuple[str, str]]
-) -> Config:
-    """Append the rows of each watch set's `events_file` to its events (as ListedEvents).
-
-    `origins` learns, for each appended row with attributes, the key path and "file line N" to
-    name in errors (a bare ID row can give no cross-reference error).
-    """
-    sets = []
-    changed = False
-    for i, ws in enumerate(config.watch_sets):
-        if ws.events_file is None:
-            sets.append(ws)
-            continue
-        key = f"watch_sets[{i}].events_file"
-        rows = read_events_csv(ws.events_file, key, issues)
-        base = len(ws.events)
-        for row, line in rows.lines.items():
-            origins[(i, base + row)] = (key, f"{ws.events_file} line {line}")
-        events = ListedEvents(ws.events, rows.ids, rows.attributed)
-        sets.append(ws.model_copy(update={"events": events}))
-        changed = True
-    return config.model_copy(update={"watch_sets": sets}) if changed else config
-
-
-_REGION_RE = re.compile(r"[A-Za-z]{2,8}")
-#: Every byte an event ID may have (EVENT_ID_RE), for the fast path of plain ID files.
-_ID_BYTES = bytes(sorted(set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")))
-_BOM = b"\xef\xbb\xbf"
-
-
-class FileRows(NamedTuple):
-    """The events of an `events_file`: every row's ID in file order; the rows that give more
-    than an ID by their index in `ids`, with their file lines (for error messages)."""
-
-    ids: tuple[str, ...]
-    attributed: dict[int, FileEntry]
-    lines: dict[int, int]
-
-
-def _valid_zone(name: str, known: dict[str, bool]) -> bool:
-    ok = known.get(name)
-    if ok is None:
-        try:
-            check_time_zone(name)
-            ok = True
-        except ValueError:
-            ok = False
-        known[name] = ok
-    return ok
-
-
-def _fast_entry(values: Mapping[str, str], zones: dict[str, bool]) -> FileEntry | None:
-    """A CSV row as an entry without pydantic's per-row cost, or None to take the slow path
-    (which also produces the error messages). Same rules as EventEntry's validators."""
-    eid = values.get("id")
-    if eid is None or not EVENT_ID_RE.fullmatch(eid):
-        return None
-    venue = values.get("venue")
-    tz = values.get("time_zone")
-    region = values.get("region")
-    pid = values.get("partner_event_id")
-    if venue is not None and not EVENT_ID_RE.fullmatch(venue):
-        return None
-    if pid is not None and not EVENT_ID_RE.fullmatch(pid):
-        return None
-    if tz is not None and not _valid_zone(tz, zones):
-        return None
-    if region is not None:
-        if not _REGION_RE.fullmatch(region):
-            return None
-        region = region.upper()
-    return FileEntry(eid, venue, tz, region, pid)
-
-
-def _plain_ids(data: bytes) -> tuple[str, ...] | None:
-    """The IDs of a file whose header is `id` alone and whose every line is one valid ID (or
-    empty), read at C speed; None for any other file, which the csv module then reads (and
-    reports on, line by line)."""
-    if data.startswith(_BOM):
-        data = data[len(_BOM) :]
-    end = data.find(b"\n")
-    header, body = (data, b"") if end < 0 else (data[:end], data[end + 1 :])
-    if header.strip() != b"id":
-        return None
-    # Left after deleting every ID byte: line ends only, or some line is not a plain ID.
-    if body.translate(None, _ID_BYTES).translate(None, b"\r\n"):
-        return None
-    ids = body.decode("ascii").split()
-    if ids and max(map(len, ids)) > 64:
-        return None
-    return tuple(ids)
-
-
-def read_events_csv(path: str, key: str, issues: list[ConfigIssue]) -> FileRows:
-    """Events from a CSV file with a header (`id` and optional venue, time_zone, region,
-    partner_event_id). Problems are appended to `issues`, naming the file line and column."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
-        return FileRows((), {}, {})
-    plain = _plain_ids(data)
-    if plain is not None:
-        return FileRows(plain, {}, {})
-    # utf-8-sig: spreadsheets like to start the file with a byte-order mark.
-    handle = io.StringIO(data.decode("utf-8-sig"), newline="")
-    ids: list[str] = []
-    attributed: dict[int, FileEntry] = {}
-    lines: dict[int, int] = {}
-    zones: dict[str, bool] = {}
-    reader = csv.reader(handle)
-    header = next(reader, None)
-    if header is None:
-        issues.append(ConfigIssue(key, f"{path} is empty (expected a header with id)"))
-        return FileRows((), {}, {})
-    columns = [h.strip() for h in header]
-    bad = [c for c in columns if c not in CSV_COLUMNS]
-    if bad or "id" not in columns:
-        issues.append(
-            ConfigIssue(
-                key,
-                f"{path} line 1: the header must have id and may have "
-                f"{', '.join(CSV_COLUMNS[1:])}; got {', '.join(columns)}",
-            )
-        )
-        return FileRows((), {}, {})
-    for row in reader:
-        line = reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) != len(columns):
-            issues.append(
-                ConfigIssue(
-                    key, f"{path} line {line}: {len(row)} fields, header has {len(columns)}"
-                )
-            )
-            continue
-        values = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip()}
-        entry = _fast_entry(values, zones)
-        if entry is None:
-            try:
-                checked = EventEntry.model_validate(values)
-            except ValidationError as exc:
-                for err in exc.errors(include_url=False):
-                    column = err["loc"][0] if err["loc"] else "id"
-                    msg = err["msg"].removeprefix("Value error, ")
-                    if err["type"] == "missing":
-                        msg = "required value is missing"
-                    issues.append(ConfigIssue(key, f"{path} line {line}, column {column}: {msg}"))
-                continue
-            entry = FileEntry(
-                checked.id, checked.venue, checked.time_zone, checked.region,
-                checked.partner_event_id,
-            )  # fmt: skip
-        if entry[1:] != _NO_ATTRS:
-            attributed[len(ids)] = entry
-            lines[len(ids)] = line
-        ids.append(entry.id)
-    return FileRows(tuple(ids), attributed, lines)
-
-
-_NO_ATTRS = (None, None, None, None)
