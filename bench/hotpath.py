@@ -155,6 +155,7 @@ def _cpu_rows(work: Path, pool_events: int) -> list[tuple[str, str, str, str]]:
 
 def _phases_daemon(n: int, csv: str, state: str) -> dict[str, list[float]]:
     """(seconds, RSS growth in bytes) of each start-up phase of the daemon."""
+    from monitor.allocator import map_large_blocks
     from monitor.config import load_config
     from monitor.config.catalog import build_catalog
     from monitor.poller.live import LiveState
@@ -172,6 +173,7 @@ def _phases_daemon(n: int, csv: str, state: str) -> dict[str, list[float]]:
     )
     out: dict[str, list[float]] = {}
     keep: list[object] = []
+    map_large_blocks()  # as `availability-monitor run` does first
 
     def phase(name: str, fn: Callable[[], object]) -> object:
         gc.collect()
@@ -186,23 +188,24 @@ def _phases_daemon(n: int, csv: str, state: str) -> dict[str, list[float]]:
     config: Any = phase("config", lambda: load_config(str(config_path)))
     catalog: Any = phase("catalog", lambda: build_catalog(config))
     store = SQLiteStore(state)
+    live = LiveState()
 
     async def load() -> Any:
+        # As the daemon starts: the stored states stream straight into the live dicts.
         await store.open()
         try:
-            return await store.load_states()
+            await live.load_all(store.iter_states(), catalog)
+            return live
         finally:
             await store.close()
 
-    stored: Any = phase("state", lambda: asyncio.run(load()))
-    live = LiveState()
+    phase("state", lambda: asyncio.run(load()))
 
-    def fill_live() -> LiveState:
-        live.load(stored)
+    def count() -> LiveState:
         live.recount(catalog)
         return live
 
-    phase("live", fill_live)
+    phase("live", count)
     return out
 
 
@@ -259,9 +262,9 @@ def _load_rows(ctx: Context, n: int) -> list[tuple[str, str, str, str]]:
 
     names = {
         "config": "read the config and events file",
-        "catalog": "build the catalog (per-event specs)",
-        "state": "load the stored states from SQLite",
-        "live": "in-memory state and status counts",
+        "catalog": "build the catalog (ID -> shared profile)",
+        "state": "load the stored states from SQLite into the live dicts, count statuses",
+        "live": "recount the statuses",
     }
     return [
         (

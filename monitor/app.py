@@ -16,10 +16,12 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.actions.rules import ActionRules
+from monitor.allocator import release_free_memory
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.coordinator import Coordinator, LeaseStore
 from monitor.config import Config, ConfigError, ConfigIssue, load_config
 from monitor.config.catalog import Catalog, build_catalog
+from monitor.config.event_files import ListedEvents
 from monitor.config.models import WatchSet, parse_listen
 from monitor.eventinfo import EventInfo
 from monitor.logs import get_logger
@@ -138,16 +140,19 @@ class Daemon:
         stack = self._stack
         await self.store.open()
         stack.push_async_callback(self.store.close)
-        self.live.load(await self.store.load_states())
         self.api_sets = {
             name: WatchSet.model_validate(spec)
             for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
         }
-        self.catalog = build_catalog(self._effective_config())
+        effective = self._effective_config()
+        if effective is not cfg:  # API-made sets add events: the catalog from __init__ lacks them
+            self.catalog = build_catalog(effective)
+        # After the catalog: the states take its ID strings (see LiveState.load_all).
+        await self.live.load_all(self.store.iter_states(), self.catalog)
+        release_free_memory()  # what loading freed (chunks, catalog building) goes back
         self.coordinator = self._make_coordinator()
         self.eventinfo = self._make_eventinfo()
         await self.eventinfo.load()
-        self.live.recount(self.catalog)
         await self.subscriptions.load(cfg.notifications.webhooks)
         self.health.state_loaded = True
 
@@ -271,12 +276,10 @@ class Daemon:
         assert coordinator is not None
         self._set_budget_share(slots)
         if gained:
-            ids = [e for e in self.catalog.events if coordinator.shard(e) in gained]
-            stored = await self.store.load_states(ids)
-            for eid in ids:
-                self.live.states.pop(eid, None)
-                self.live.observed_at.pop(eid, None)
-            self.live.load(stored)
+            ids = [e for e in self.catalog.profiles if coordinator.shard(e) in gained]
+            chunks = [chunk async for chunk in self.store.iter_states(ids)]
+            # No await from here on: polls in between cannot mix old and new states.
+            self.live.replace(ids, chunks)
             self.live.recount(self.catalog)
             self.eventinfo.schedule_all()
         log.info(
@@ -466,7 +469,7 @@ class Daemon:
 
     def _log_start(self) -> None:
         catalog = self.catalog
-        no_tz = sum(1 for e in catalog.events.values() if e.zone < 0)
+        no_tz = catalog.without_time_zone()
         log.info(
             "daemon started",
             version=__version__,
@@ -656,11 +659,12 @@ class Daemon:
                 "retry schedule, timeouts, the private-network guard and alertmanager change "
                 "only on restart; webhooks are reloaded"
             )
+        watch_sets, files_changed = self._keep_event_strings(new)
         self.config = self.config.model_copy(
             update={
                 "maintenance": new.maintenance,
                 "venues": new.venues,
-                "watch_sets": new.watch_sets,
+                "watch_sets": watch_sets,
                 "notifications": n_old.model_copy(update={"webhooks": n_new.webhooks}),
                 "actions": new.actions,
             }
@@ -668,7 +672,9 @@ class Daemon:
         if new.marketplace != self.config.marketplace:
             log.warning("the marketplace section changes only on restart; rules are reloaded")
         self._use_catalog(build_catalog(self._effective_config()))
-        watched = self.catalog.events
+        watched = self.catalog.profiles
+        if files_changed:
+            self.live.adopt_keys(watched)  # the file's IDs were read anew: one string each
         for eid in [e for e in self.live.observed_at if e not in watched]:
             del self.live.observed_at[eid]  # unwatched: the store keeps its state
         task = asyncio.get_running_loop().create_task(self._reload_targets(new))
@@ -680,6 +686,26 @@ class Daemon:
             "config reloaded", watch_sets=len(self.catalog.sets), events=len(self.catalog.events)
         )
         return True
+
+    def _keep_event_strings(self, new: Config) -> tuple[list[WatchSet], bool]:
+        """The new config's watch sets, where each events file read the same as before keeps
+        the ID strings read before (so that each event ID stays one string object), and
+        whether some events file changed."""
+        before = {ws.name: ws.events for ws in self.config.watch_sets}
+        sets: list[WatchSet] = []
+        changed = False
+        for ws in new.watch_sets:
+            events, old = ws.events, before.get(ws.name)
+            if not isinstance(events, ListedEvents):
+                sets.append(ws)
+                continue
+            if isinstance(old, ListedEvents) and events.file_ids == old.file_ids:
+                kept = ListedEvents(events.listed, old.file_ids, events.attributed)
+                ws = ws.model_copy(update={"events": kept})
+            else:
+                changed = True
+            sets.append(ws)
+        return sets, changed
 
     async def _reload_targets(self, new: Config) -> None:
         # API-made objects are re-read too: with several replicas, another one may have made

@@ -84,7 +84,7 @@ def summarize(config: Config) -> str:
         f"  events        {len(catalog.events)} unique in {len(catalog.sets)} watch sets",
     ]
     for spec in catalog.sets.values():
-        no_tz = sum(1 for e in spec.event_ids if catalog.events[e].zone < 0)
+        no_tz = catalog.without_time_zone(spec.event_ids)
         extra = f", {no_tz} without time zone" if no_tz else ""
         every = f"every {spec.interval_seconds:g} s"
         if spec.interval_seconds != spec.configured_interval:
@@ -133,9 +133,11 @@ def summarize(config: Config) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from monitor.allocator import map_large_blocks
     from monitor.app import Daemon
     from monitor.logs import configure_logging
 
+    map_large_blocks()  # before the events file: its buffers are the first large blocks freed
     path = _config_path(args.config)
     loaded = _load(path)
     if isinstance(loaded, int):

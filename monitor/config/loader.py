@@ -11,26 +11,20 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from monitor.config.errors import ConfigError, ConfigIssue, join_path
-from monitor.config.models import (
-    EVENT_ID_RE,
-    Config,
-    EventEntry,
-    FileEntry,
-    check_time_zone,
-)
+from monitor.config.event_files import load_event_files
+from monitor.config.models import Config
 from monitor.logs import redact
 
 #: Keys that hold secrets; each may instead be given as `<key>_file: PATH`.
 SECRET_KEYS = frozenset({"api_key", "client_secret", "secret", "admin_token", "api_token", "dsn"})
 _ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-CSV_COLUMNS = ("id", "venue", "time_zone", "region", "partner_event_id")
 
 Path_ = tuple[str | int, ...]
 _UNREADABLE = "<unreadable secret file>"
@@ -120,10 +114,10 @@ def parse_config(
         issues.extend(i for i in _pydantic_issues(exc, data) if i.path not in reported)
         raise ConfigError(_masked(issues, secrets), source) from None
     origins: dict[tuple[int, int], tuple[str, str]] = {}
-    config = _load_event_files(config, issues, origins)
-    from monitor.config.catalog import build_catalog  # late: catalog needs the models
+    config = load_event_files(config, issues, origins)
+    from monitor.config.catalog import check_catalog  # late: catalog needs the models
 
-    build_catalog(config, issues, origins)
+    check_catalog(config, issues, origins)
     _check_webhooks(config, issues)
     config = _check_actions(config, issues)
     if issues:
@@ -383,129 +377,3 @@ def _unwrap(annotation: Any) -> Any:
         if not inner:
             return annotation
         annotation = inner[0]
-
-
-def _load_event_files(
-    config: Config, issues: list[ConfigIssue], origins: dict[tuple[int, int], tuple[str, str]]
-) -> Config:
-    """Append the rows of each watch set's `events_file` to its events.
-
-    `origins` learns, for each appended entry, the key path and "file line N" to name in errors.
-    """
-    sets = []
-    changed = False
-    for i, ws in enumerate(config.watch_sets):
-        if ws.events_file is None:
-            sets.append(ws)
-            continue
-        key = f"watch_sets[{i}].events_file"
-        lines: list[int] = []
-        rows = read_events_csv(ws.events_file, key, issues, lines)
-        for n, line in enumerate(lines):
-            origins[(i, len(ws.events) + n)] = (key, f"{ws.events_file} line {line}")
-        sets.append(ws.model_copy(update={"events": [*ws.events, *rows]}))
-        changed = True
-    return config.model_copy(update={"watch_sets": sets}) if changed else config
-
-
-_REGION_RE = re.compile(r"[A-Za-z]{2,8}")
-_zone_ok: dict[str, bool] = {}
-
-
-def _valid_zone(name: str) -> bool:
-    ok = _zone_ok.get(name)
-    if ok is None:
-        try:
-            check_time_zone(name)
-            ok = True
-        except ValueError:
-            ok = False
-        _zone_ok[name] = ok
-    return ok
-
-
-def _fast_entry(values: Mapping[str, str]) -> FileEntry | None:
-    """A CSV row as an entry without pydantic's per-row cost, or None to take the slow path
-    (which also produces the error messages). Same rules as EventEntry's validators."""
-    eid = values.get("id")
-    if eid is None or not EVENT_ID_RE.fullmatch(eid):
-        return None
-    venue = values.get("venue")
-    tz = values.get("time_zone")
-    region = values.get("region")
-    pid = values.get("partner_event_id")
-    if venue is not None and not EVENT_ID_RE.fullmatch(venue):
-        return None
-    if pid is not None and not EVENT_ID_RE.fullmatch(pid):
-        return None
-    if tz is not None and not _valid_zone(tz):
-        return None
-    if region is not None:
-        if not _REGION_RE.fullmatch(region):
-            return None
-        region = region.upper()
-    return FileEntry(eid, venue, tz, region, pid)
-
-
-def read_events_csv(
-    path: str, key: str, issues: list[ConfigIssue], lines: list[int] | None = None
-) -> list[EventEntry]:
-    """Events from a CSV file with a header (`id` and optional venue, time_zone, region).
-
-    `lines`, when given, receives the file line of each returned entry.
-    """
-    try:
-        # utf-8-sig: spreadsheets like to start the file with a byte-order mark.
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
-        return []
-    out: list[EventEntry] = []
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            issues.append(ConfigIssue(key, f"{path} is empty (expected a header with id)"))
-            return []
-        columns = [h.strip() for h in header]
-        bad = [c for c in columns if c not in CSV_COLUMNS]
-        if bad or "id" not in columns:
-            issues.append(
-                ConfigIssue(
-                    key,
-                    f"{path} line 1: the header must have id and may have "
-                    f"{', '.join(CSV_COLUMNS[1:])}; got {', '.join(columns)}",
-                )
-            )
-            return []
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != len(columns):
-                issues.append(
-                    ConfigIssue(
-                        key, f"{path} line {line}: {len(row)} fields, header has {len(columns)}"
-                    )
-                )
-                continue
-            values = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip()}
-            fast = _fast_entry(values)
-            if fast is not None:
-                # Same fields as EventEntry; the catalog reads them by name.
-                out.append(cast(EventEntry, fast))
-                if lines is not None:
-                    lines.append(line)
-                continue
-            try:
-                out.append(EventEntry.model_validate(values))
-                if lines is not None:
-                    lines.append(line)
-            except ValidationError as exc:
-                for err in exc.errors(include_url=False):
-                    column = err["loc"][0] if err["loc"] else "id"
-                    msg = err["msg"].removeprefix("Value error, ")
-                    if err["type"] == "missing":
-                        msg = "required value is missing"
-                    issues.append(ConfigIssue(key, f"{path} line {line}, column {column}: {msg}"))
-    return out

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import time
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -13,12 +14,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from monitor.core.maintenance import DEFAULT_WINDOW, Window
 from monitor.secrets import Secret
+
+if TYPE_CHECKING:
+    from monitor.config.event_files import FileEntry
 
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_RE = re.compile(r"[a-z0-9_-]+")
@@ -176,22 +182,6 @@ class EventEntry(Strict):
         return v.upper() if v is not None else None
 
 
-class FileEntry(NamedTuple):
-    """An event read from an `events_file` row, already checked by the same rules as
-    EventEntry: a light record, because such files hold up to millions of rows."""
-
-    id: str
-    venue: str | None = None
-    time_zone: str | None = None
-    region: str | None = None
-    partner_event_id: str | None = None
-
-    def model_dump(self, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
-        """The same shape EventEntry.model_dump gives."""
-        out = self._asdict()
-        return {k: v for k, v in out.items() if v is not None} if exclude_none else out
-
-
 #: An event as listed: a plain ID or a mapping.
 EventItem = Annotated[EventEntry, BeforeValidator(_event_entry)]
 
@@ -210,6 +200,13 @@ class WatchSet(Strict):
     track_unknown: bool = False
     priority: int = 0
     intervals: dict[Literal[STATUS_KEYS], Annotated[float, Field(ge=1)]] = {}  # type: ignore[valid-type]
+
+    @field_serializer("events")
+    def _events(
+        self, events: Sequence[EventEntry | FileEntry], info: SerializationInfo
+    ) -> list[dict[str, Any]]:
+        # Entries one by one: an events file's rows are ListedEvents, not a list.
+        return [e.model_dump(exclude_none=info.exclude_none) for e in events]
 
 
 class State(Strict):

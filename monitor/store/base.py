@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, NamedTuple, Protocol
@@ -30,6 +30,45 @@ class StoredState(NamedTuple):
 
     state: EventState
     observed_at: float
+
+
+class StateChunk(NamedTuple):
+    """Remembered states of a run of events, as columns: `states[i]` and `observed_at[i]` are
+    those of `event_ids[i]`. Equal states are one object, and so are equal times; `tally`
+    counts the rows of each state."""
+
+    event_ids: list[str]
+    states: list[EventState]
+    observed_at: list[float]
+    tally: Mapping[EventState, int]
+
+
+#: A stored state row: event_id, status, status_pending, status_streak, resale,
+#: resale_pending, resale_streak, observed_at.
+StateRow = Sequence[Any]
+
+
+def chunk_from_rows(
+    rows: Iterable[StateRow],
+    states: dict[tuple[Any, ...], EventState],
+    times: dict[float, float],
+) -> StateChunk:
+    """Columns from state rows. `states` and `times` hold the one object of each distinct
+    state and time, across chunks (pass the same dicts for every chunk of one load)."""
+    ids: list[str] = []
+    column: list[EventState] = []
+    seen: list[float] = []
+    tally: dict[EventState, int] = {}
+    for eid, s, sp, ss, r, rp, rs, at in rows:
+        key = (s, sp, ss, r, rp, rs)
+        state = states.get(key)
+        if state is None:
+            state = states[key] = EventState((s, sp, ss), (r, rp, rs))
+        ids.append(eid)
+        column.append(state)
+        seen.append(times.setdefault(at, at))
+        tally[state] = tally.get(state, 0) + 1
+    return StateChunk(ids, column, seen, tally)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +123,12 @@ class Store(Protocol):
 
     async def load_states(self, event_ids: Sequence[str] | None = None) -> dict[str, StoredState]:
         """Remembered event states (all, or those of `event_ids`), for a restart or takeover."""
+        ...
+
+    def iter_states(self, event_ids: Sequence[str] | None = None) -> AsyncIterator[StateChunk]:
+        """Remembered event states (all, or those of `event_ids`) chunk by chunk: what a start
+        with a million events loads, with no object per event beyond its ID string.
+        `observed_at` may be rounded down to the microsecond."""
         ...
 
     async def record(

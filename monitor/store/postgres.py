@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,10 +19,21 @@ import orjson
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import postgres_sql as sql
-from monitor.store.base import Delivery, Fence, LeaseLost, NewTransition, StoredState, delivery_id
+from monitor.store.base import (
+    Delivery,
+    Fence,
+    LeaseLost,
+    NewTransition,
+    StateChunk,
+    StoredState,
+    chunk_from_rows,
+    delivery_id,
+)
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OBSERVED_CHUNK = 20_000
+#: Rows per chunk when states are loaded in bulk (`iter_states`).
+STATE_CHUNK = 20_000
 _CLOSE_SECONDS = 5.0
 
 
@@ -112,6 +123,27 @@ class PostgresStore:
             eid: StoredState(EventState((s, sp, ss), (r, rp, rs)), at)
             for eid, s, sp, ss, r, rp, rs, at in rows
         }
+
+    async def iter_states(
+        self, event_ids: Sequence[str] | None = None
+    ) -> AsyncIterator[StateChunk]:
+        """Stored event states in chunks of up to STATE_CHUNK events (keyset pages)."""
+        states: dict[tuple[Any, ...], EventState] = {}
+        times: dict[float, float] = {}
+        if event_ids is not None:
+            ids = list(event_ids)
+            for start in range(0, len(ids), STATE_CHUNK):
+                rows = await self._db.fetch(sql.LOAD_SOME_STATES, ids[start : start + STATE_CHUNK])
+                if rows:
+                    yield chunk_from_rows(rows, states, times)
+            return
+        after = ""
+        while True:
+            rows = await self._db.fetch(sql.LOAD_STATES_AFTER, after, STATE_CHUNK)
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield chunk_from_rows(rows, states, times)
 
     async def record(
         self,

@@ -110,6 +110,8 @@ LOAD_STATES: Final = """
       FROM event_state
 """
 LOAD_SOME_STATES: Final = LOAD_STATES + " WHERE event_id = ANY($1::text[])"
+# Keyset pages, for loading a million states chunk by chunk.
+LOAD_STATES_AFTER: Final = LOAD_STATES + " WHERE event_id > $1 ORDER BY event_id LIMIT $2"
 
 # One statement for the whole batch: the columns travel as arrays.
 UPSERT_STATES: Final = """

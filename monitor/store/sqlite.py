@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -15,7 +16,8 @@ import orjson
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import sqlite_outbox as outbox
-from monitor.store.base import Delivery, Fence, NewTransition, StoredState
+from monitor.store import sqlite_states as bulk
+from monitor.store.base import Delivery, Fence, NewTransition, StateChunk, StoredState
 
 T = TypeVar("T")
 
@@ -171,6 +173,45 @@ class SQLiteStore:
                 state = shared[key] = EventState((s, sp, ss), (r, rp, rs))
             out[eid] = StoredState(state, at)
         return out
+
+    async def iter_states(
+        self, event_ids: Sequence[str] | None = None
+    ) -> AsyncIterator[StateChunk]:
+        """Stored event states in chunks of up to `bulk.STATE_CHUNK` events, in ID order.
+
+        The store's thread reads the next chunk while the caller takes this one: SQLite runs
+        without the GIL. `observed_at` comes back rounded down to the microsecond.
+        """
+        wanted = None if event_ids is None else set(event_ids)
+        decoder = bulk.Decoder()
+        loop = asyncio.get_running_loop()
+        # The thread needs the GIL briefly before and after each query, while the caller
+        # holds it in long C calls (dict updates of a whole chunk): a shorter switch interval
+        # lets the reads go on (about a quarter off a million-event load).
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, bulk.SWITCH_SECONDS))
+        # run_in_executor hands the read to the thread at once (a task would wait for the
+        # caller's next await): it goes on while this chunk is taken.
+        ahead = loop.run_in_executor(self._executor, bulk.read_chunk, self._db, "")
+        try:
+            while True:
+                raw = await ahead
+                if raw is None:
+                    return
+                if raw.upto is not None:  # else this is the last chunk
+                    ahead = loop.run_in_executor(
+                        self._executor, bulk.read_chunk, self._db, raw.upto
+                    )
+                chunk = decoder.chunk(raw)
+                if chunk is None:  # something the fast form cannot carry: row by row
+                    rows = await self._run(bulk.read_rows, self._db, raw.after, raw.upto)
+                    chunk = decoder.rows(rows)
+                yield chunk if wanted is None else bulk.only(chunk, wanted)
+                if raw.upto is None:
+                    return
+        finally:
+            ahead.cancel()  # the caller stopped early; the read itself just finishes
+            sys.setswitchinterval(switch)
 
     async def record(
         self,

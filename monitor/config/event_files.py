@@ -1,0 +1,286 @@
+"""Events files (`events_file:`): read at C speed when they hold bare IDs, kept as ID strings.
+
+Such files hold up to millions of rows, nearly all of them a bare ID. A file whose header is
+`id` alone and whose every line is one valid ID is read with bytes.translate and str.split;
+any other file goes through the csv module, which also names the line and column of every
+problem. Rows are kept as ListedEvents: one ID string per row, a FileEntry only for rows that
+give more than an ID.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, overload
+
+from pydantic import ValidationError
+
+from monitor.config.errors import ConfigIssue
+from monitor.config.models import EVENT_ID_RE, Config, EventEntry, check_time_zone
+
+CSV_COLUMNS = ("id", "venue", "time_zone", "region", "partner_event_id")
+
+
+class FileEntry(NamedTuple):
+    """An event read from an `events_file` row, already checked by the same rules as
+    EventEntry: a light record, because such files hold up to millions of rows."""
+
+    id: str
+    venue: str | None = None
+    time_zone: str | None = None
+    region: str | None = None
+    partner_event_id: str | None = None
+
+    def model_dump(self, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
+        """The same shape EventEntry.model_dump gives."""
+        out = self._asdict()
+        return {k: v for k, v in out.items() if v is not None} if exclude_none else out
+
+
+class ListedEvents(Sequence[EventEntry | FileEntry]):
+    """A watch set's events once its `events_file` is read: the entries given in YAML, then
+    the file's rows in file order.
+
+    Such files hold up to millions of rows, nearly all of them a bare ID. A bare row is kept as
+    its ID string alone (the string the catalog then keys on, so a million IDs are a million
+    strings, not two) and its FileEntry is made when the row is looked at; a row with
+    attributes keeps its FileEntry.
+    """
+
+    __slots__ = ("attributed", "file_ids", "listed")
+
+    def __init__(
+        self,
+        listed: Sequence[EventEntry | FileEntry],
+        file_ids: tuple[str, ...],
+        attributed: Mapping[int, FileEntry],
+    ) -> None:
+        self.listed = tuple(listed)
+        #: The ID of every file row, in file order.
+        self.file_ids = file_ids
+        #: The rows that give more than an ID, by their index in `file_ids`.
+        self.attributed = attributed
+
+    def __len__(self) -> int:
+        return len(self.listed) + len(self.file_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> EventEntry | FileEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[EventEntry | FileEntry]: ...
+
+    def __getitem__(self, index: int | slice) -> EventEntry | FileEntry | list[Any]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("event index out of range")
+        if index < len(self.listed):
+            return self.listed[index]
+        row = index - len(self.listed)
+        entry = self.attributed.get(row)
+        return entry if entry is not None else FileEntry(self.file_ids[row])
+
+    def __iter__(self) -> Iterator[EventEntry | FileEntry]:
+        yield from self.listed
+        attributed = self.attributed
+        for row, eid in enumerate(self.file_ids):
+            entry = attributed.get(row)
+            yield entry if entry is not None else FileEntry(eid)
+
+    def with_attributes(self) -> Iterator[tuple[int, EventEntry | FileEntry]]:
+        """(index, entry) of the entries that may give more than an ID, in order: the YAML
+        ones and the file rows with attributes (a bare row never does)."""
+        yield from enumerate(self.listed)
+        base = len(self.listed)
+        for row in sorted(self.attributed):
+            yield base + row, self.attributed[row]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ListedEvents):
+            return (self.listed, self.file_ids, dict(self.attributed)) == (
+                other.listed,
+                other.file_ids,
+                dict(other.attributed),
+            )
+        if isinstance(other, list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal by content, like a list
+
+    def __repr__(self) -> str:
+        return (
+            f"ListedEvents({len(self.listed)} listed, {len(self.file_ids)} from a file, "
+            f"{len(self.attributed)} with attributes)"
+        )
+
+
+def load_event_files(
+    config: Config, issues: list[ConfigIssue], origins: dict[tuple[int, int], tuple[str, str]]
+) -> Config:
+    """Append the rows of each watch set's `events_file` to its events (as ListedEvents).
+
+    `origins` learns, for each appended row with attributes, the key path and "file line N" to
+    name in errors (a bare ID row can give no cross-reference error).
+    """
+    sets = []
+    changed = False
+    for i, ws in enumerate(config.watch_sets):
+        if ws.events_file is None:
+            sets.append(ws)
+            continue
+        key = f"watch_sets[{i}].events_file"
+        rows = read_events_csv(ws.events_file, key, issues)
+        base = len(ws.events)
+        for row, line in rows.lines.items():
+            origins[(i, base + row)] = (key, f"{ws.events_file} line {line}")
+        events = ListedEvents(ws.events, rows.ids, rows.attributed)
+        sets.append(ws.model_copy(update={"events": events}))
+        changed = True
+    return config.model_copy(update={"watch_sets": sets}) if changed else config
+
+
+_REGION_RE = re.compile(r"[A-Za-z]{2,8}")
+#: Every byte an event ID may have (EVENT_ID_RE), for the fast path of plain ID files.
+_ID_BYTES = bytes(sorted(set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")))
+_BOM = b"\xef\xbb\xbf"
+
+
+class FileRows(NamedTuple):
+    """The events of an `events_file`: every row's ID in file order; the rows that give more
+    than an ID by their index in `ids`, with their file lines (for error messages)."""
+
+    ids: tuple[str, ...]
+    attributed: dict[int, FileEntry]
+    lines: dict[int, int]
+
+
+def _valid_zone(name: str, known: dict[str, bool]) -> bool:
+    ok = known.get(name)
+    if ok is None:
+        try:
+            check_time_zone(name)
+            ok = True
+        except ValueError:
+            ok = False
+        known[name] = ok
+    return ok
+
+
+def _fast_entry(values: Mapping[str, str], zones: dict[str, bool]) -> FileEntry | None:
+    """A CSV row as an entry without pydantic's per-row cost, or None to take the slow path
+    (which also produces the error messages). Same rules as EventEntry's validators."""
+    eid = values.get("id")
+    if eid is None or not EVENT_ID_RE.fullmatch(eid):
+        return None
+    venue = values.get("venue")
+    tz = values.get("time_zone")
+    region = values.get("region")
+    pid = values.get("partner_event_id")
+    if venue is not None and not EVENT_ID_RE.fullmatch(venue):
+        return None
+    if pid is not None and not EVENT_ID_RE.fullmatch(pid):
+        return None
+    if tz is not None and not _valid_zone(tz, zones):
+        return None
+    if region is not None:
+        if not _REGION_RE.fullmatch(region):
+            return None
+        region = region.upper()
+    return FileEntry(eid, venue, tz, region, pid)
+
+
+def _plain_ids(data: bytes) -> tuple[str, ...] | None:
+    """The IDs of a file whose header is `id` alone and whose every line is one valid ID (or
+    empty), read at C speed; None for any other file, which the csv module then reads (and
+    reports on, line by line)."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    end = data.find(b"\n")
+    header, body = (data, b"") if end < 0 else (data[:end], data[end + 1 :])
+    if header.strip() != b"id":
+        return None
+    # Left after deleting every ID byte: line ends only, or some line is not a plain ID.
+    if body.translate(None, _ID_BYTES).translate(None, b"\r\n"):
+        return None
+    ids = body.decode("ascii").split()
+    if ids and max(map(len, ids)) > 64:
+        return None
+    return tuple(ids)
+
+
+def read_events_csv(path: str, key: str, issues: list[ConfigIssue]) -> FileRows:
+    """Events from a CSV file with a header (`id` and optional venue, time_zone, region,
+    partner_event_id). Problems are appended to `issues`, naming the file line and column."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
+        return FileRows((), {}, {})
+    plain = _plain_ids(data)
+    if plain is not None:
+        return FileRows(plain, {}, {})
+    # utf-8-sig: spreadsheets like to start the file with a byte-order mark.
+    handle = io.StringIO(data.decode("utf-8-sig"), newline="")
+    ids: list[str] = []
+    attributed: dict[int, FileEntry] = {}
+    lines: dict[int, int] = {}
+    zones: dict[str, bool] = {}
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        issues.append(ConfigIssue(key, f"{path} is empty (expected a header with id)"))
+        return FileRows((), {}, {})
+    columns = [h.strip() for h in header]
+    bad = [c for c in columns if c not in CSV_COLUMNS]
+    if bad or "id" not in columns:
+        issues.append(
+            ConfigIssue(
+                key,
+                f"{path} line 1: the header must have id and may have "
+                f"{', '.join(CSV_COLUMNS[1:])}; got {', '.join(columns)}",
+            )
+        )
+        return FileRows((), {}, {})
+    for row in reader:
+        line = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != len(columns):
+            issues.append(
+                ConfigIssue(
+                    key, f"{path} line {line}: {len(row)} fields, header has {len(columns)}"
+                )
+            )
+            continue
+        values = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip()}
+        entry = _fast_entry(values, zones)
+        if entry is None:
+            try:
+                checked = EventEntry.model_validate(values)
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    column = err["loc"][0] if err["loc"] else "id"
+                    msg = err["msg"].removeprefix("Value error, ")
+                    if err["type"] == "missing":
+                        msg = "required value is missing"
+                    issues.append(ConfigIssue(key, f"{path} line {line}, column {column}: {msg}"))
+                continue
+            entry = FileEntry(
+                checked.id, checked.venue, checked.time_zone, checked.region,
+                checked.partner_event_id,
+            )  # fmt: skip
+        if entry[1:] != _NO_ATTRS:
+            attributed[len(ids)] = entry
+            lines[len(ids)] = line
+        ids.append(entry.id)
+    return FileRows(tuple(ids), attributed, lines)
+
+
+_NO_ATTRS = (None, None, None, None)
