@@ -6,6 +6,7 @@ import aiohttp
 import orjson
 import pytest
 
+from monitor.config.catalog import build_catalog
 from monitor.core.transitions import EventState
 from monitor.poller.repeats import RepeatMemo, Seen
 from monitor.secrets import Secret
@@ -121,7 +122,7 @@ async def test_repeat_is_judged_again_after_a_reload(sim, tmp_path, start_daemon
         decoded.digest = body_digest(raw)
         await proc.process_answer(None, [A], decoded, at)
     assert proc.known_answers(None, [A])(body_digest(raw))
-    d.catalog = type(d.catalog)(**{f: getattr(d.catalog, f) for f in d.catalog.__slots__})
+    d.catalog = build_catalog(config)  # as a reload does: a new catalog
     states_before = dict(d.live.states)
     repeated = InventoryAnswer([A], [], [], digest=body_digest(raw), repeat=raw)
     assert await proc.process_answer(None, [A], repeated, 3.0) == []

@@ -194,6 +194,12 @@ class Catalog:
         for profile in shared:
             self.share(profile)
 
+    def has_regions(self) -> bool:
+        """Whether any event has a region (most configs give none)."""
+        return any(p.region is not None for p in self._shared) or (
+            not self._shared and any(p.region is not None for p in self.profiles.values())
+        )
+
     def share(self, profile: Profile) -> Profile:
         """The catalog's one copy of a profile equal to `profile`."""
         return self._shared.setdefault(profile, profile)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import le
 
 MAX_BATCH = 1000
 
@@ -71,11 +73,12 @@ class DueQueue:
                 ids, prios = ids[cursor:] + added[0], prios[cursor:] + added[1]
             else:
                 ids, prios = added
-            # An argsort by list index (no hashing): stable, so among equal priorities the
-            # earlier added goes first.
-            order = sorted(range(len(ids)), key=prios.__getitem__)
-            ids = list(map(ids.__getitem__, order))
-            prios = list(map(prios.__getitem__, order))
+            if not all(map(le, prios, islice(prios, 1, None))):
+                # An argsort by list index (no hashing): stable, so among equal priorities the
+                # earlier added goes first.
+                order = sorted(range(len(ids)), key=prios.__getitem__)
+                ids = list(map(ids.__getitem__, order))
+                prios = list(map(prios.__getitem__, order))
             cursor = 0
         elif cursor > 4096 and cursor * 2 > len(ids):
             ids, prios, cursor = ids[cursor:], prios[cursor:], 0  # let go of what was read

@@ -67,7 +67,7 @@ class Processor:
         self._repeats = RepeatMemo()
 
     def _watch_sets(self, catalog: Catalog, cand: Candidate) -> tuple[str, ...]:
-        spec = catalog.events.get(cand.event_id)
+        spec = catalog.profiles.get(cand.event_id)
         if spec is None:
             return ()
         if UNKNOWN in (cand.previous, cand.current):

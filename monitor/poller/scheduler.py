@@ -64,14 +64,14 @@ class MaintenanceView:
 
     def excluder(self) -> Callable[[str], bool]:
         """`excluded` as a closure with the time, the flags and the catalog looked up once."""
-        events = self._catalog().events
+        profiles = self._catalog().profiles
         flags = self.flags()
         now = self._clock.wall()
         retired = self.retired
         mine = self.mine
 
         def excluded(event_id: str) -> bool:
-            spec = events.get(event_id)
+            spec = profiles.get(event_id)
             if spec is None:
                 return True
             if spec.zone >= 0 and flags[spec.zone]:
@@ -100,7 +100,7 @@ class MaintenanceView:
             return split_each
         if all_watched:
             return None
-        events = self._catalog().events
+        events = self._catalog().profiles
 
         def split(ids: list[str]) -> tuple[list[str], list[str]]:
             if all(map(events.__contains__, ids)):
@@ -112,7 +112,7 @@ class MaintenanceView:
     def excluded(self, event_id: str) -> bool:
         """Whether an event must not be requested now: not watched any more, in maintenance,
         or over (retired)."""
-        spec = self._catalog().events.get(event_id)
+        spec = self._catalog().profiles.get(event_id)
         if spec is None:
             return True
         if spec.zone >= 0 and self.flags()[spec.zone]:
@@ -175,7 +175,7 @@ class PollScheduler:
             with contextlib.suppress(KeyError):
                 m.oldest_observation_age_seconds.remove(gone)
         self._published = set(catalog.sets)
-        self._health.nothing_to_poll = not catalog.events
+        self._health.nothing_to_poll = not catalog.profiles
         plan = catalog.plan
         if plan is not None:
             m.quota_calls_needed_per_day.set(plan.needed_per_day)
@@ -184,7 +184,7 @@ class PollScheduler:
                 m.quota_calls_allowed_per_day.set(plan.quota)
         for name, spec in catalog.sets.items():
             m.events_watched.labels(name).set(len(spec.event_ids))
-            no_tz = sum(1 for e in spec.event_ids if catalog.events[e].zone < 0)
+            no_tz = catalog.without_time_zone(spec.event_ids)
             m.events_without_time_zone.labels(name).set(no_tz)
             m.events_in_maintenance.labels(name).set(0)
             m.watch_set_interval_seconds.labels(name).set(spec.interval_seconds)
@@ -198,10 +198,12 @@ class PollScheduler:
         cached = self._region_cache.get(name)
         if cached is not None and cached[0] is catalog:
             return cached[1]
-        events = catalog.events
-        regions = {
-            e: r for e in catalog.sets[name].event_ids if (r := events[e].region) is not None
-        }
+        regions: dict[str, str] = {}
+        if catalog.has_regions():
+            profiles = catalog.profiles
+            regions = {
+                e: r for e in catalog.sets[name].event_ids if (r := profiles[e].region) is not None
+            }
         self._region_cache[name] = (catalog, regions or None)
         return regions or None
 
@@ -214,7 +216,7 @@ class PollScheduler:
         catalog = self._catalog()
         spec = catalog.sets[name]
         flags = self._maintenance.flags()
-        events = catalog.events
+        profiles = catalog.profiles
         now = self._clock.wall()
         seen = self._observed_at
         mine = self._maintenance.mine
@@ -224,7 +226,7 @@ class PollScheduler:
         in_maintenance = 0
         if any(flags):
             count = len(ids)
-            ids = [e for e in ids if (z := events[e].zone) < 0 or not flags[z]]
+            ids = [e for e in ids if (z := profiles[e].zone) < 0 or not flags[z]]
             in_maintenance = count - len(ids)
         n_retired = 0
         if self._maintenance.retiring(now):
@@ -278,8 +280,8 @@ class PollScheduler:
             ids = [e for e in ids if mine(e)]
         flags = self._maintenance.flags()
         if any(flags):
-            events = catalog.events
-            ids = [e for e in ids if (z := events[e].zone) < 0 or not flags[z]]
+            profiles = catalog.profiles
+            ids = [e for e in ids if (z := profiles[e].zone) < 0 or not flags[z]]
         if self._maintenance.retiring(now):
             retired = self._maintenance.retired
             ids = [e for e in ids if not retired(e, now)]
