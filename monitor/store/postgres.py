@@ -19,7 +19,15 @@ import orjson
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import postgres_sql as sql
-from monitor.store.base import Delivery, Fence, LeaseLost, NewTransition, StoredState, delivery_id
+from monitor.store.base import (
+    Delivery,
+    Fence,
+    LeaseLost,
+    NewTransition,
+    PendingDelivery,
+    StoredState,
+    delivery_id,
+)
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OBSERVED_CHUNK = 20_000
@@ -208,6 +216,20 @@ class PostgresStore:
             return [_delivery(row) for row in rows]
         rows = await self._db.fetch(sql.DUE_DELIVERIES, subscription, now, limit)
         return [_delivery(row) for row in rows]
+
+    async def pending_deliveries(
+        self, subscriptions: Sequence[str], event_ids: Sequence[str], max_sequence: int
+    ) -> list[PendingDelivery]:
+        """Pending deliveries of these subscriptions and events, up to a sequence."""
+        if not subscriptions or not event_ids:
+            return []
+        rows = await self._db.fetch(
+            sql.PENDING_OF_EVENTS, list(subscriptions), list(event_ids), max_sequence
+        )
+        return [
+            PendingDelivery(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5]), float(r[6]))
+            for r in rows
+        ]
 
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due."""

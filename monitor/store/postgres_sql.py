@@ -201,6 +201,13 @@ DUE_DELIVERIES: Final = f"""
      LIMIT $3
 """  # noqa: S608 - constant text, no input
 
+PENDING_OF_EVENTS: Final = """
+    SELECT id, subscription, event_id, sequence, attempts, next_attempt_at, created_at
+      FROM deliveries
+     WHERE subscription = ANY($1::text[]) AND event_id = ANY($2::text[]) AND sequence <= $3
+       AND state = 'pending'
+"""
+
 # Replicas claim what they attempt: SKIP LOCKED keeps two workers off one row, and a claim
 # lapses after its visibility timeout, so a delivery whose worker died is picked up again.
 CLAIM_DELIVERIES: Final = f"""
