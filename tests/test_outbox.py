@@ -37,7 +37,11 @@ class Rig:
     clock: Clock
     workers: list[OutboxWorker]
 
-    async def worker(self, *, schedule: Sequence[float] = (0, 1, 1), **kw: object) -> OutboxWorker:
+    async def worker(
+        self, *, schedule: Sequence[float] = (0, 1, 1), checked: bool = False, **kw: object
+    ) -> OutboxWorker:
+        """A worker; `checked`: its lanes compared with the store once (a pump has run), so
+        fresh deliveries are handed over without a store read."""
         subs = Subscriptions(self.store)
         await subs.load([Webhook(name="ops", url=f"{self.receiver.url}/ops", secret=SECRET)])
         session = make_session(deny_private=False)
@@ -52,16 +56,25 @@ class Rig:
         )
         w.session = session  # type: ignore[attr-defined]
         self.workers.append(w)
+        if checked:
+            await w.pump()
         return w
 
-    async def record(self, w: OutboxWorker, *changes: tuple[str, int]) -> list[Transition]:
-        """Store one batch the way the processor does: transitions with their outbox rows."""
+    async def record(
+        self, w: OutboxWorker, *changes: tuple[str, int], hand_over: bool = True
+    ) -> list[Transition]:
+        """Store one batch the way the processor does: transitions with their outbox rows,
+        then (unless a crash comes in between) hand them over."""
         new = [
             NewTransition(eid, "status", STATUSES[n % 3], STATUSES[(n + 1) % 3], ("main",), 1.0)
             for eid, n in changes
         ]
         at = self.clock.wall() + w.first_delay
-        return await self.store.record({}, new, 1.0, w.route_all(new), at)
+        routes = w.route_all(new)
+        stored = await self.store.record({}, new, 1.0, routes, at)
+        if hand_over:
+            w.stored(stored, routes, at)
+        return stored
 
 
 @pytest.fixture
@@ -90,7 +103,8 @@ async def until(check: object, seconds: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_fresh_deliveries_go_from_memory_in_order_per_event(rig: Rig) -> None:
+@pytest.mark.parametrize("checked", [False, True], ids=["asks-the-store", "checked"])
+async def test_fresh_deliveries_go_from_memory_in_order_per_event(rig: Rig, checked: bool) -> None:
     arrived: list[Received] = []
     rng = random.Random(7)
 
@@ -100,11 +114,10 @@ async def test_fresh_deliveries_go_from_memory_in_order_per_event(rig: Rig) -> N
         return 200
 
     rig.receiver.respond = respond
-    w = await rig.worker()  # never started: no store pump runs, only the hand-off
+    w = await rig.worker(checked=checked)  # never started: no pump loop, only the hand-off
     events = [f"EV{i:014d}" for i in range(20)]
     for n in range(5):
-        stored = await rig.record(w, *((e, n) for e in events))
-        await w.notify(stored)
+        await rig.record(w, *((e, n) for e in events))
     await until(lambda: len(arrived) >= 100)
     assert len({r.msg_id for r in arrived}) == 100 == len(arrived)
     for e in events:
@@ -117,8 +130,8 @@ async def test_fresh_deliveries_go_from_memory_in_order_per_event(rig: Rig) -> N
 
 async def test_an_earlier_row_left_in_the_store_goes_first(rig: Rig) -> None:
     w = await rig.worker()
-    left = await rig.record(w, ("EV1", 0))  # stored, never handed over (a crash in between)
-    await w.notify(await rig.record(w, ("EV1", 1), ("EV2", 1)))
+    left = await rig.record(w, ("EV1", 0), hand_over=False)  # a crash came in between
+    await rig.record(w, ("EV1", 1), ("EV2", 1))
     await until(lambda: len(rig.receiver.received) >= 1)
     await asyncio.sleep(0.05)
     # EV2 went at once; EV1's fresh row waits behind the older one, which only the store knows.
@@ -128,15 +141,16 @@ async def test_an_earlier_row_left_in_the_store_goes_first(rig: Rig) -> None:
     assert await rig.store.outbox_counts() == {}
 
 
-async def test_a_failure_holds_back_later_transitions_of_its_event(rig: Rig) -> None:
+@pytest.mark.parametrize("checked", [False, True], ids=["asks-the-store", "checked"])
+async def test_a_failure_holds_back_later_transitions_of_its_event(rig: Rig, checked: bool) -> None:
     assert isinstance(rig.clock, ManualClock)
     rig.receiver.respond = lambda r: (
         500 if r.attempt == 1 and r.transition["sequence"] == 1 else 200
     )
     w = await rig.worker()
-    await w.notify(await rig.record(w, ("EV1", 0), ("EV2", 0)))
+    await rig.record(w, ("EV1", 0), ("EV2", 0))
     await w.drain()
-    await w.notify(await rig.record(w, ("EV1", 1), ("EV2", 1)))
+    await rig.record(w, ("EV1", 1), ("EV2", 1))
     await w.drain()
     # EV1's first failed and waits for its retry; its second must not overtake it.
     assert sequences(rig.receiver.ok(), "EV1") == []
@@ -152,9 +166,14 @@ async def test_a_failure_holds_back_later_transitions_of_its_event(rig: Rig) -> 
     assert await rig.store.outbox_counts() == {}
 
 
-async def test_a_crash_before_the_acknowledgement_sends_again_with_the_same_id(rig: Rig) -> None:
-    first = await rig.worker(ack_linger=3600.0)  # acknowledgements would wait an hour
-    await first.notify(await rig.record(first, ("EV1", 0), ("EV2", 0)))
+@pytest.mark.parametrize("checked", [False, True], ids=["asks-the-store", "checked"])
+async def test_a_crash_before_the_acknowledgement_sends_again_with_the_same_id(
+    rig: Rig, checked: bool
+) -> None:
+    first = await rig.worker(
+        ack_linger=3600.0, checked=checked
+    )  # acknowledgements would wait an hour
+    await rig.record(first, ("EV1", 0), ("EV2", 0))
     await until(lambda: len(rig.receiver.ok()) >= 2)
     assert await rig.store.outbox_counts() == {"ops": (2, 0)}  # sent, not yet acknowledged
     # The process dies here: its memory is gone, the store is what is left. The next one sends
@@ -166,34 +185,41 @@ async def test_a_crash_before_the_acknowledgement_sends_again_with_the_same_id(r
     assert await rig.store.outbox_counts() == {}
 
 
-async def test_stop_writes_the_acknowledgements_still_waiting(rig: Rig) -> None:
-    w = await rig.worker(ack_linger=3600.0)
-    await w.notify(await rig.record(w, *((f"EV{i}", 0) for i in range(10))))
+@pytest.mark.parametrize("checked", [False, True], ids=["asks-the-store", "checked"])
+async def test_stop_writes_the_acknowledgements_still_waiting(rig: Rig, checked: bool) -> None:
+    w = await rig.worker(ack_linger=3600.0, checked=checked)
+    await rig.record(w, *((f"EV{i}", 0) for i in range(10)))
     await until(lambda: len(rig.receiver.ok()) >= 10)
     assert await rig.store.outbox_counts() == {"ops": (10, 0)}
     await w.stop(1.0)
     assert await rig.store.outbox_counts() == {}
-    await w.notify(await rig.record(w, ("EV1", 1)))  # stopped: left in the store
+    await rig.record(w, ("EV1", 1))  # stopped: left in the store
     await asyncio.sleep(0.05)
     assert len(rig.receiver.received) == 10
 
 
-async def test_a_replayed_dead_letter_goes_before_later_ones_of_its_event(rig: Rig) -> None:
+@pytest.mark.parametrize("checked", [False, True], ids=["asks-the-store", "checked"])
+async def test_a_replayed_dead_letter_goes_before_later_ones_of_its_event(
+    rig: Rig, checked: bool
+) -> None:
     assert isinstance(rig.clock, ManualClock)
     rig.receiver.respond = lambda r: 500 if r.transition["sequence"] == 1 else 200
-    w = await rig.worker(schedule=(0,))  # one attempt: a failure is a dead letter
-    await w.notify(await rig.record(w, ("EV1", 0)))
+    w = await rig.worker(schedule=(0,), checked=checked)  # one attempt: a failure is a dead letter
+    await rig.record(w, ("EV1", 0))
     await w.drain()
     assert len(await rig.store.dead_letters("ops", 10)) == 1
     rig.receiver.respond = lambda r: 200
     assert await rig.store.replay("ops", rig.clock.wall(), None, None) == 1
     w.wake()
-    await w.notify(await rig.record(w, ("EV1", 1)))
+    await rig.record(w, ("EV1", 1))
     await w.drain()
     assert sequences(rig.receiver.ok(), "EV1") == [1, 2]
 
 
-async def test_many_in_flight_for_one_subscription_yet_one_per_event(rig: Rig) -> None:
+@pytest.mark.parametrize("checked", [False, True], ids=["asks-the-store", "checked"])
+async def test_many_in_flight_for_one_subscription_yet_one_per_event(
+    rig: Rig, checked: bool
+) -> None:
     in_flight: dict[str, int] = {}
     most = 0
 
@@ -208,9 +234,21 @@ async def test_many_in_flight_for_one_subscription_yet_one_per_event(rig: Rig) -
         return 200
 
     rig.receiver.respond = respond
-    w = await rig.worker()
+    w = await rig.worker(checked=checked)
     for n in range(3):
-        await w.notify(await rig.record(w, *((f"EV{i:03d}", n) for i in range(40))))
+        await rig.record(w, *((f"EV{i:03d}", n) for i in range(40)))
     await until(lambda: len(rig.receiver.ok()) >= 120)
     assert len(rig.receiver.ok()) == 120
     assert most > 1
+
+
+async def test_rows_left_by_a_restart_go_before_fresh_ones_of_their_event(rig: Rig) -> None:
+    before = await rig.worker()
+    left = await rig.record(before, ("EV1", 0), ("EV2", 0), hand_over=False)
+    await before.stop(1.0)
+    w = await rig.worker(checked=True)  # its first pump sees (and sends) what was left
+    await rig.record(w, ("EV1", 1), ("EV3", 1))
+    await w.drain()
+    assert sequences(rig.receiver.ok(), "EV1") == [left[0].sequence, left[0].sequence + 2]
+    assert len(rig.receiver.ok()) == 4
+    assert await rig.store.outbox_counts() == {}

@@ -214,3 +214,32 @@ async def test_ids_added_during_a_write_go_in_the_next(linger: float) -> None:
     await acks.flush()
     assert [i for b in book.batches for i in b] == ["m1", "m2"]
     await acks.close(1.0)
+
+
+def test_a_checked_lane_knows_which_events_need_a_look_at_the_store() -> None:
+    lane = Lane("a", 100)
+    assert not lane.knows_all("F")  # nothing checked yet: the store may hold anything
+    epoch = lane.epoch
+    assert fresh(lane, d(7, "G"))
+    lane.checked(epoch, [row(d(1, "E", attempts=2)), row(d(7, "G"))], frozenset())
+    assert lane.knows_all("F") and lane.knows_all("G")
+    assert not lane.knows_all("E")  # a row the lane does not know waits in the store
+    # Taken after a look at the store (nothing earlier left): the lane knows E again.
+    assert fresh(lane, d(9, "E"), earlier=[])
+    assert lane.knows_all("E")
+    [g7, _e9] = drain_ready(lane)
+    lane.finish(g7, delivered=False)  # its retry is in the store
+    assert not lane.knows_all("G") and lane.knows_all("E")
+
+
+def test_a_check_read_before_the_lane_was_made_unclean_counts_for_nothing() -> None:
+    lane = Lane("a", 100)
+    epoch = lane.epoch
+    lane.unclean()  # say a replay happened while the check was reading
+    lane.checked(epoch, [], frozenset())
+    assert not lane.clean
+    lane.checked(lane.epoch, [], frozenset())
+    assert lane.clean
+    assert fresh(lane, d(1, "E"))
+    lane.drop_waiting()  # disabled, changed: unclean again
+    assert not lane.knows_all("F")

@@ -425,6 +425,9 @@ async def test_pending_deliveries_of_some_events(store: Store) -> None:
     ]
     assert await store.pending_deliveries([], ["E1"], 9) == []
     assert await store.pending_deliveries(["a"], [], 9) == []
+    assert ids_of(await store.pending_rows("a", 10)) == [delivery_id(n, "a") for n in (1, 4, 5)]
+    assert len(await store.pending_rows("a", 2)) == 2
+    assert await store.pending_rows("c", 10) == []
 
 
 def ids_of(rows: list[PendingDelivery]) -> list[str]:

@@ -8,6 +8,13 @@ on); then its later deliveries follow from memory as soon as the earlier one has
 An event that is not owned holds exactly one row, handed over by the store pump, and leaves the
 lane after that attempt: the store, which knows the whole picture, says what comes next.
 
+A lane is `clean` when every pending row of its target in the store is either known to it or
+belongs to one of its `store_events` (events left to the store: a retry waits, the pump has
+it, ...). Then a fresh delivery of any other event needs no look at the store at all: nothing
+earlier of its event can be waiting. Anything that may put unknown rows in the store (a replay,
+an enable, a config change, a failed hand-over) makes the lane unclean again until the outbox
+has checked the store once more.
+
 Pure bookkeeping, no I/O and no awaits: every method runs to completion inside one step of the
 event loop, so the outbox's decisions made with it cannot interleave.
 """
@@ -15,7 +22,7 @@ event loop, so the outbox's decisions made with it cannot interleave.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 from monitor.store.base import Delivery, PendingDelivery
@@ -45,6 +52,9 @@ class Lane:
         self.in_flight = 0
         self.held = 0  # deliveries in all queues, heads in flight included
         self.borrowed = 0  # events the lane does not own (each holds one row of the pump's)
+        self.clean = False
+        self.store_events: set[str] = set()  # with `clean`: events that may have unknown rows
+        self.epoch = 0  # counts the times the lane was made unclean (for checks under way)
 
     def __len__(self) -> int:
         return self.held
@@ -66,35 +76,58 @@ class Lane:
         """
         ev = self.events.get(event_id)
         if ev is not None and not ev.owned:
-            return False  # the store pump has this event: it sends the rest in order
+            return self._refuse(event_id)  # the store pump has this event: it sends the rest
         fresh_ids = {d.id for d in fresh}
         for row in rows:
             if row.id in fresh_ids or row.id in done:
                 continue
             if ev is None or not ev.knows(row.id):
-                if ev is not None:
-                    self.disown(event_id)
-                return False
+                return self._refuse(event_id)
         new = [d for d in fresh if d.id not in done and (ev is None or not ev.knows(d.id))]
         if not new:
             return True
         if self.held + len(new) > self.capacity:
-            if ev is not None:
-                self.disown(event_id)  # from now on the store has the whole picture
-            return False
+            return self._refuse(event_id)  # from now on the store has the whole picture
         if ev is None:
             ev = self.events[event_id] = EventQueue()
             self.ready.append(event_id)
         elif ev.items and new[0].transition.sequence < ev.items[-1].transition.sequence:
-            # Out of order (should not happen: notifications come in sequence order). Let the
+            # Out of order (should not happen: hand-overs come in sequence order). Let the
             # store, which orders by sequence, send what is left of this event.
-            self.disown(event_id)
-            return False
-        elif not ev.items and not ev.busy:
-            self.ready.append(event_id)
+            return self._refuse(event_id)
         ev.items.extend(new)
         self.held += len(new)
+        self.store_events.discard(event_id)
         return True
+
+    def knows_all(self, event_id: str) -> bool:
+        """Whether fresh deliveries of the event may be taken without asking the store."""
+        return self.clean and event_id not in self.store_events
+
+    def unclean(self) -> None:
+        """The store may now hold rows the lane knows nothing about."""
+        self.clean = False
+        self.store_events.clear()
+        self.epoch += 1
+
+    def checked(self, epoch: int, rows: Sequence[PendingDelivery], done: Container[str]) -> None:
+        """The store's pending rows of the target, read since `epoch`: clean again unless
+        something made the lane unclean meanwhile. Rows the lane does not know mark their
+        events as the store's."""
+        if epoch != self.epoch:
+            return
+        for row in rows:
+            ev = self.events.get(row.event_id)
+            if row.id not in done and (ev is None or not ev.owned or not ev.knows(row.id)):
+                self.store_events.add(row.event_id)
+        self.clean = True
+
+    def _refuse(self, event_id: str) -> bool:
+        ev = self.events.get(event_id)
+        if ev is not None and ev.owned:
+            self.disown(event_id)
+        self.store_events.add(event_id)
+        return False
 
     def offer(self, delivery: Delivery, done: Container[str], limit: int) -> bool:
         """A due row from the store pump (the earliest pending of its event, as the store saw
@@ -110,6 +143,7 @@ class Lane:
                 # picture is incomplete, so the store takes the event over from here.
                 self.disown(event_id)
             return False
+        self.store_events.add(event_id)
         if self.held >= self.capacity or self.borrowed >= limit:
             return False
         self.events[event_id] = EventQueue(deque([delivery]), owned=False)
@@ -143,6 +177,7 @@ class Lane:
         ev.busy = False
         if not delivered or not ev.owned:
             self._remove(event_id)
+            self.store_events.add(event_id)  # a retry, or what comes next, is in the store
             return True
         ev.items.popleft()
         self.held -= 1
@@ -155,6 +190,7 @@ class Lane:
     def disown(self, event_id: str) -> None:
         """Leave the event to the store: keep only a head in flight, until its attempt ends."""
         ev = self.events.get(event_id)
+        self.store_events.add(event_id)
         if ev is None:
             return
         if not ev.busy:
@@ -172,6 +208,7 @@ class Lane:
         for event_id in list(self.events):
             self.disown(event_id)
         self.ready.clear()
+        self.unclean()
 
     def idle(self) -> bool:
         """Nothing held and nothing in flight."""
@@ -182,11 +219,3 @@ class Lane:
         self.held -= len(ev.items)
         if not ev.owned:
             self.borrowed -= 1
-
-
-def group_by_event(deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:
-    """Deliveries by event, each list in the order given."""
-    out: dict[str, list[Delivery]] = {}
-    for d in deliveries:
-        out.setdefault(d.transition.event_id, []).append(d)
-    return out

@@ -3,16 +3,16 @@
 The outbox lives in the store (written in the same transaction as the transitions), so a crash
 loses nothing: after a restart every pending delivery is sent again, with the same webhook-id.
 
-Two ways in, one way out. Freshly stored deliveries are handed over in memory: `notify` gets the
-transitions right after their transaction, one store read per batch confirms which rows they
-made and that no earlier row of the same event still waits, and they go straight to a `Lane`
-(per target, per event in sequence order). Everything else (retries, replays, what a restart
-left, events with an earlier row the lane does not know, other replicas' rows) comes from the
-store pump, which reads due rows as before and hands them to the same lanes. Only the earliest
-pending delivery of an event is ever in flight, each target has its own concurrency limit (a
-slow or dead endpoint holds back nobody else), a 2xx frees the slot at once, and successes are
-written in batches in the background (`AckWriter`); a failed attempt is written before its
-event goes on.
+Two ways in, one way out. Freshly stored deliveries are handed over in memory: the processor
+calls `stored` right after their transaction, and they go straight to a `Lane` (per target, per
+event in sequence order) when the lane knows that no earlier row of their event waits in the
+store; otherwise one store read per batch settles it. Everything else (retries, replays, what a
+restart left, events with an earlier row the lane does not know, other replicas' rows) comes
+from the store pump, which reads due rows as before and hands them to the same lanes. Only the
+earliest pending delivery of an event is ever in flight, each target has its own concurrency
+limit (a slow or dead endpoint holds back nobody else), a 2xx frees the slot at once, and
+successes are written in batches in the background (`AckWriter`); a failed attempt is written
+before its event goes on.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import heapq
 import random
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.clock import Clock, SystemClock
@@ -35,7 +36,7 @@ from monitor.notify.base import AttemptResult, Target
 from monitor.notify.lanes import Lane
 from monitor.notify.subscriptions import Subscriptions
 from monitor.notify.webhook import WebhookSender, WebhookTarget
-from monitor.store.base import Delivery, PendingDelivery, Store
+from monitor.store.base import Delivery, PendingDelivery, Store, delivery_id
 
 log = get_logger("monitor.outbox")
 
@@ -44,6 +45,8 @@ MAX_RETRY_AFTER = 86400.0
 LANE_CAPACITY = 20_000
 #: Rows the pump reads past the ones the lanes already hold, at most.
 PUMP_LOOKAHEAD = 1000
+#: A lane is checked against the store (to hand over without reads) only below this backlog.
+CHECK_LIMIT = 5000
 
 
 def next_delay(schedule: Sequence[float], attempts: int, rand: float) -> float | None:
@@ -112,7 +115,7 @@ class OutboxWorker:
         self._lanes: dict[str, Lane] = {}
         self._hooks: dict[str, WebhookTarget] = {}
         self._others: dict[str, Target] = {}
-        self._inbox: deque[Sequence[Transition]] = deque()
+        self._inbox: deque[_Stored] = deque()
         self._inbox_ready = asyncio.Event()
         self._intake_lock = asyncio.Lock()
         self._intake: asyncio.Task[None] | None = None
@@ -149,20 +152,28 @@ class OutboxWorker:
             out += self.extra.targets()
         return out
 
-    async def notify(self, transitions: Sequence[Transition]) -> None:
-        """New transitions (and their deliveries) are durable: send them from memory."""
-        if self._stopped:
-            return  # the rows are in the store: sent after the restart
-        if not self._hand_off or not transitions:
-            self._wake.set()
-            return
-        self._inbox.append(transitions)
+    def stored(
+        self, transitions: Sequence[Transition], routes: Sequence[Sequence[str]], due_at: float
+    ) -> None:
+        """The transitions and their outbox rows (`routes[i]` for `transitions[i]`, first
+        attempt due at `due_at`) were just committed: send them from memory."""
+        if self._stopped or not self._hand_off:
+            return  # the rows are in the store: the pump (woken by notify) or a restart sends
+        self._inbox.append(_Stored(transitions, routes, due_at))
         self._inbox_ready.set()
         if self._intake is None or self._intake.done():
             self._intake = asyncio.create_task(self._intake_loop(), name="outbox-intake")
 
+    async def notify(self, transitions: Sequence[Transition]) -> None:
+        """New transitions are durable: without the hand-off, the pump looks at the outbox."""
+        if not self._hand_off and not self._stopped:
+            self._wake.set()
+
     def wake(self) -> None:
-        """Look at the outbox now (after a replay, an enable, a new subscription)."""
+        """Look at the outbox now (after a replay, an enable, a new subscription): the store may
+        hold rows the lanes do not know, so they ask it again before handing over."""
+        for lane in self._lanes.values():
+            lane.unclean()
         self._wake.set()
 
     def start(self) -> None:
@@ -238,11 +249,25 @@ class OutboxWorker:
                 finally:
                     self._read_over()
             started += self._dispatch(lane)
+            if self._hand_off and not lane.clean and isinstance(target, WebhookTarget):
+                await self._check(lane)
         for name in [n for n, lane in self._lanes.items() if lane.idle()]:
             if self._target(name) is None:
                 del self._lanes[name]
         await self._refresh_counts()
         return started
+
+    async def _check(self, lane: Lane) -> None:
+        """Compare the lane with the store's pending rows, so that it can hand over fresh
+        deliveries without asking the store each time."""
+        epoch = lane.epoch
+        self._reads += 1
+        try:
+            rows = await self._store.pending_rows(lane.name, CHECK_LIMIT + 1)
+            if len(rows) <= CHECK_LIMIT:
+                lane.checked(epoch, rows, self._done())
+        finally:
+            self._read_over()
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Send until nothing is due, in flight or unacknowledged (for tests and tools)."""
@@ -270,56 +295,73 @@ class OutboxWorker:
     async def _take_in(self) -> None:
         async with self._intake_lock:
             while self._inbox:
-                batch: list[Transition] = []
-                while self._inbox:
-                    batch.extend(self._inbox.popleft())
+                batch = list(self._inbox)
+                self._inbox.clear()
                 try:
                     await self._hand_over(batch)
                 except Exception:
                     log.exception("could not hand new deliveries over; the store pump sends them")
+                    for lane in self._lanes.values():
+                        lane.unclean()
                     self._wake.set()
 
-    async def _hand_over(self, transitions: Sequence[Transition]) -> None:
+    async def _hand_over(self, batch: Sequence[_Stored]) -> None:
         """Put freshly stored deliveries into their lanes (in sequence order) and start them."""
-        names = [s.name for s in self._subs.all() if s.enabled]
-        if self.extra is not None:
-            names += [t.name for t in self.extra.targets()]
-        if not names:
-            return
-        by_seq = {t.sequence: t for t in transitions}
-        events = list(dict.fromkeys(t.event_id for t in transitions))
-        self._reads += 1
-        try:
-            rows = await self._store.pending_deliveries(names, events, max(by_seq))
-            pump = self._place(rows, by_seq)
-        finally:
-            self._read_over()
+        groups: dict[tuple[str, str], list[Delivery]] = {}
+        pump = False
+        for item in batch:
+            for t, names in zip(item.transitions, item.routes, strict=False):
+                for name in names:
+                    hook = self._hook(name)
+                    if hook is None:
+                        pump = True  # not a webhook (an action rule): the store pump sends it
+                        continue
+                    if hook.enabled:
+                        d = Delivery(
+                            delivery_id(t.sequence, name), name, t, 0, item.due_at, item.due_at,
+                            "pending",
+                        )  # fmt: skip
+                        groups.setdefault((name, t.event_id), []).append(d)
+        done = self._done()
+        ask: list[tuple[str, str]] = []
+        touched: dict[str, Lane] = {}
+        for (name, event_id), fresh in groups.items():
+            lane = touched[name] = self._lane(name)
+            if lane.knows_all(event_id):
+                lane.take_fresh(event_id, (), fresh, done)
+            else:
+                ask.append((name, event_id))
+        for lane in touched.values():
+            self._dispatch(lane)
+        if ask:
+            pump = await self._ask_store(groups, ask) or pump
         if pump:
             self._wake.set()
 
-    def _place(self, rows: Sequence[PendingDelivery], by_seq: dict[int, Transition]) -> bool:
-        """Decide per target and event; returns whether the store pump has work to do."""
-        groups: dict[tuple[str, str], list[PendingDelivery]] = {}
-        for row in sorted(rows, key=lambda r: r.sequence):
-            groups.setdefault((row.subscription, row.event_id), []).append(row)
-        done = self._done()
-        pump = False
-        touched: dict[str, Lane] = {}
-        for (name, event_id), group in groups.items():
-            fresh = [
-                Delivery(r.id, name, t, r.attempts, r.next_attempt_at, r.created_at, "pending")
-                for r in group
-                if (t := by_seq.get(r.sequence)) is not None
-            ]
-            if not fresh:
-                continue  # only earlier rows: the store pump's business
-            if self._hook(name) is None:
-                pump = True  # not a webhook (an action rule): the store pump sends it
-                continue
-            lane = touched.get(name) or self._lane(name)
-            touched[name] = lane
-            if not lane.take_fresh(event_id, group, fresh, done):
-                pump = True
+    async def _ask_store(
+        self, groups: dict[tuple[str, str], list[Delivery]], ask: Sequence[tuple[str, str]]
+    ) -> bool:
+        """Hand over fresh deliveries of events the lanes are unsure about: the store says
+        whether an earlier row of the event still waits. Returns whether the pump has work."""
+        names = list(dict.fromkeys(name for name, _ in ask))
+        events = list(dict.fromkeys(event_id for _, event_id in ask))
+        last = max(d.transition.sequence for key in ask for d in groups[key])
+        self._reads += 1
+        try:
+            rows = await self._store.pending_deliveries(names, events, last)
+            by_key: dict[tuple[str, str], list[PendingDelivery]] = {}
+            for row in rows:
+                by_key.setdefault((row.subscription, row.event_id), []).append(row)
+            done = self._done()
+            pump = False
+            touched: dict[str, Lane] = {}
+            for name, event_id in ask:
+                lane = touched[name] = self._lane(name)
+                pump |= not lane.take_fresh(
+                    event_id, by_key.get((name, event_id), ()), groups[(name, event_id)], done
+                )
+        finally:
+            self._read_over()
         for lane in touched.values():
             self._dispatch(lane)
         return pump
@@ -391,6 +433,10 @@ class OutboxWorker:
             return None
         hook = self._hooks.get(name)
         if hook is None or hook.sub is not sub:
+            if hook is not None and name in self._lanes:
+                # Changed, re-created or re-enabled: what the lane holds may be stale, and the
+                # store may hold rows it does not know. The store says again what to send.
+                self._lanes[name].drop_waiting()
             hook = self._hooks[name] = WebhookTarget(sub, self._sender)
         return hook
 
@@ -474,6 +520,15 @@ class OutboxWorker:
             m.webhook_pending.labels(sub.name).set(pending)
             m.webhook_dead_letters.labels(sub.name).set(dead)
             m.webhook_subscription_enabled.labels(sub.name).set(1 if sub.enabled else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One committed batch, as the processor handed it over."""
+
+    transitions: Sequence[Transition]
+    routes: Sequence[Sequence[str]]
+    due_at: float
 
 
 class _Done:

@@ -154,6 +154,10 @@ class Store(Protocol):
         """
         ...
 
+    async def pending_rows(self, subscription: str, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries of one subscription, in no particular order, at most `limit`."""
+        ...
+
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due (None when there is none)."""
         ...

@@ -226,10 +226,11 @@ class PostgresStore:
         rows = await self._db.fetch(
             sql.PENDING_OF_EVENTS, list(subscriptions), list(event_ids), max_sequence
         )
-        return [
-            PendingDelivery(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5]), float(r[6]))
-            for r in rows
-        ]
+        return [_pending(r) for r in rows]
+
+    async def pending_rows(self, subscription: str, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries of one subscription, at most `limit`."""
+        return [_pending(r) for r in await self._db.fetch(sql.PENDING_ROWS, subscription, limit)]
 
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due."""
@@ -400,6 +401,10 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         did, sub, _transition(row[10:]), attempts, next_at, created, state, error, dead_at,
         orjson.loads(result) if result else None, finished,
     )  # fmt: skip
+
+
+def _pending(r: Sequence[Any]) -> PendingDelivery:
+    return PendingDelivery(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5]), float(r[6]))
 
 
 def _count(status: str) -> int:

@@ -208,6 +208,13 @@ PENDING_OF_EVENTS: Final = """
        AND state = 'pending'
 """
 
+PENDING_ROWS: Final = """
+    SELECT id, subscription, event_id, sequence, attempts, next_attempt_at, created_at
+      FROM deliveries
+     WHERE subscription = $1 AND state = 'pending'
+     LIMIT $2
+"""
+
 # Replicas claim what they attempt: SKIP LOCKED keeps two workers off one row, and a claim
 # lapses after its visibility timeout, so a delivery whose worker died is picked up again.
 CLAIM_DELIVERIES: Final = f"""

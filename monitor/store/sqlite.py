@@ -334,6 +334,10 @@ class SQLiteStore:
             return []
         return await self._run(outbox.pending_of, self._db, subscriptions, event_ids, max_sequence)
 
+    async def pending_rows(self, subscription: str, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries of one subscription, at most `limit`."""
+        return await self._run(outbox.pending_rows, self._db, subscription, limit)
+
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due."""
         return await self._run(outbox.next_at, self._db)

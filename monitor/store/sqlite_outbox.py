@@ -78,6 +78,16 @@ def pending_of(
     return [PendingDelivery(*r) for r in rows]
 
 
+def pending_rows(db: sqlite3.Connection, subscription: str, limit: int) -> list[PendingDelivery]:
+    """Pending rows of one subscription (deliveries_due index)."""
+    rows = db.execute(
+        "SELECT id, subscription, event_id, sequence, attempts, next_attempt_at, created_at"
+        " FROM deliveries WHERE subscription = ? AND state = 'pending' LIMIT ?",
+        (subscription, limit),
+    )
+    return [PendingDelivery(*r) for r in rows]
+
+
 def next_at(db: sqlite3.Connection) -> float | None:
     """The earliest due time of any pending delivery."""
     row = db.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending'")
