@@ -23,7 +23,6 @@ import heapq
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.clock import Clock, SystemClock
@@ -39,6 +38,9 @@ from monitor.notify.webhook import WebhookSender, WebhookTarget
 from monitor.store.base import Delivery, PendingDelivery, Store, delivery_id
 
 log = get_logger("monitor.outbox")
+
+#: Fresh deliveries by (subscription, event), each list in sequence order.
+_Groups = dict[tuple[str, str], list[Delivery]]
 
 MAX_RETRY_AFTER = 86400.0
 #: Deliveries one target may hold in memory; beyond that the store pump sends the rest.
@@ -115,7 +117,7 @@ class OutboxWorker:
         self._lanes: dict[str, Lane] = {}
         self._hooks: dict[str, WebhookTarget] = {}
         self._others: dict[str, Target] = {}
-        self._inbox: deque[_Stored] = deque()
+        self._inbox: deque[_Groups] = deque()
         self._inbox_ready = asyncio.Event()
         self._intake_lock = asyncio.Lock()
         self._intake: asyncio.Task[None] | None = None
@@ -159,7 +161,22 @@ class OutboxWorker:
         attempt due at `due_at`) were just committed: send them from memory."""
         if self._stopped or not self._hand_off:
             return  # the rows are in the store: the pump (woken by notify) or a restart sends
-        self._inbox.append(_Stored(transitions, routes, due_at))
+        groups = self._group(transitions, routes, due_at)
+        if not groups:
+            return
+        if self._inbox or self._intake_lock.locked():
+            self._queue(groups)  # behind what waits for the store: order per event
+            return
+        try:
+            ask = self._take_known(groups)
+        except Exception:
+            self._hand_over_failed()
+            return
+        if ask:
+            self._queue({key: groups[key] for key in ask})
+
+    def _queue(self, groups: _Groups) -> None:
+        self._inbox.append(groups)
         self._inbox_ready.set()
         if self._intake is None or self._intake.done():
             self._intake = asyncio.create_task(self._intake_loop(), name="outbox-intake")
@@ -295,52 +312,57 @@ class OutboxWorker:
     async def _take_in(self) -> None:
         async with self._intake_lock:
             while self._inbox:
-                batch = list(self._inbox)
-                self._inbox.clear()
+                groups: _Groups = {}
+                while self._inbox:  # later batches after earlier ones, per event
+                    for key, fresh in self._inbox.popleft().items():
+                        groups.setdefault(key, []).extend(fresh)
                 try:
-                    await self._hand_over(batch)
+                    ask = self._take_known(groups)
+                    if ask and await self._ask_store(groups, ask):
+                        self._wake.set()
                 except Exception:
-                    log.exception("could not hand new deliveries over; the store pump sends them")
-                    for lane in self._lanes.values():
-                        lane.unclean()
-                    self._wake.set()
+                    self._hand_over_failed()
 
-    async def _hand_over(self, batch: Sequence[_Stored]) -> None:
-        """Put freshly stored deliveries into their lanes (in sequence order) and start them."""
-        groups: dict[tuple[str, str], list[Delivery]] = {}
-        pump = False
-        for item in batch:
-            for t, names in zip(item.transitions, item.routes, strict=False):
-                for name in names:
-                    hook = self._hook(name)
-                    if hook is None:
-                        pump = True  # not a webhook (an action rule): the store pump sends it
-                        continue
-                    if hook.enabled:
-                        d = Delivery(
-                            delivery_id(t.sequence, name), name, t, 0, item.due_at, item.due_at,
-                            "pending",
-                        )  # fmt: skip
-                        groups.setdefault((name, t.event_id), []).append(d)
+    def _hand_over_failed(self) -> None:
+        log.exception("could not hand new deliveries over; the store pump sends them")
+        for lane in self._lanes.values():
+            lane.unclean()
+        self._wake.set()
+
+    def _group(
+        self, transitions: Sequence[Transition], routes: Sequence[Sequence[str]], due_at: float
+    ) -> _Groups:
+        """The committed rows for enabled webhook subscriptions, by subscription and event."""
+        groups: _Groups = {}
+        for t, names in zip(transitions, routes, strict=False):
+            for name in names:
+                hook = self._hook(name)
+                if hook is None:
+                    self._wake.set()  # not a webhook (an action rule): the store pump sends it
+                elif hook.enabled:
+                    d = Delivery(
+                        delivery_id(t.sequence, name), name, t, 0, due_at, due_at, "pending"
+                    )
+                    groups.setdefault((name, t.event_id), []).append(d)
+        return groups
+
+    def _take_known(self, groups: _Groups) -> list[tuple[str, str]]:
+        """Hand over (and start) the deliveries of events their lane has no doubt about;
+        returns the others, for which the store must be asked."""
         done = self._done()
         ask: list[tuple[str, str]] = []
         touched: dict[str, Lane] = {}
         for (name, event_id), fresh in groups.items():
-            lane = touched[name] = self._lane(name)
+            lane = touched[name] = touched.get(name) or self._lane(name)
             if lane.knows_all(event_id):
                 lane.take_fresh(event_id, (), fresh, done)
             else:
                 ask.append((name, event_id))
         for lane in touched.values():
             self._dispatch(lane)
-        if ask:
-            pump = await self._ask_store(groups, ask) or pump
-        if pump:
-            self._wake.set()
+        return ask
 
-    async def _ask_store(
-        self, groups: dict[tuple[str, str], list[Delivery]], ask: Sequence[tuple[str, str]]
-    ) -> bool:
+    async def _ask_store(self, groups: _Groups, ask: Sequence[tuple[str, str]]) -> bool:
         """Hand over fresh deliveries of events the lanes are unsure about: the store says
         whether an earlier row of the event still waits. Returns whether the pump has work."""
         names = list(dict.fromkeys(name for name, _ in ask))
@@ -520,15 +542,6 @@ class OutboxWorker:
             m.webhook_pending.labels(sub.name).set(pending)
             m.webhook_dead_letters.labels(sub.name).set(dead)
             m.webhook_subscription_enabled.labels(sub.name).set(1 if sub.enabled else 0)
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    """One committed batch, as the processor handed it over."""
-
-    transitions: Sequence[Transition]
-    routes: Sequence[Sequence[str]]
-    due_at: float
 
 
 class _Done:
