@@ -26,7 +26,9 @@ def make_session(
     """A client session whose every connection passes the SSRF guard."""
     connector = aiohttp.TCPConnector(
         resolver=GuardedResolver(resolver, deny_private=deny_private),
-        limit=100,
+        # Each subscription limits itself (max_in_flight, up to 64); this only caps the sum, so
+        # a few busy subscriptions never queue behind one another for kept-alive connections.
+        limit=512,
         ttl_dns_cache=10,  # short: re-check a hostname's addresses often (DNS rebinding)
     )
     return aiohttp.ClientSession(
@@ -77,11 +79,23 @@ class WebhookSender:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._deny_private = deny_private
         self._clock = clock or SystemClock()
+        self._refusals: dict[str, str | None] = {}  # URL -> why its IP literal is refused
+
+    def _refusal(self, url: str) -> str | None:
+        # Parsed once per URL rather than once per delivery: the same few URLs, over and over.
+        try:
+            return self._refusals[url]
+        except KeyError:
+            if len(self._refusals) >= 1024:
+                self._refusals.clear()
+            why = self._refusals[url] = refused_ip_literal(
+                urlsplit(url).hostname or "", self._deny_private
+            )
+            return why
 
     async def attempt(self, sub: Subscription, delivery: Delivery) -> AttemptResult:
         """POST the delivery to the subscription, signed with every current secret."""
-        host = urlsplit(sub.url).hostname or ""
-        refusal = refused_ip_literal(host, self._deny_private)
+        refusal = self._refusal(sub.url)
         if refusal:
             return AttemptResult("refused", error=f"refused to connect: {refusal}")
         body, content_type = payload.build(
