@@ -23,7 +23,6 @@ import heapq
 import random
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 from monitor.clock import Clock, SystemClock
 from monitor.core.filters import TransitionLike
@@ -31,51 +30,26 @@ from monitor.domain import Transition
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.notify.acks import AckWriter
-from monitor.notify.base import AttemptResult, Target
+from monitor.notify.base import Target
 from monitor.notify.lanes import Lane
+from monitor.notify.outcomes import ExtraTargets, Outcomes, next_delay
 from monitor.notify.subscriptions import Subscriptions
 from monitor.notify.webhook import WebhookSender, WebhookTarget
 from monitor.store.base import Delivery, PendingDelivery, Store, delivery_id
 
 log = get_logger("monitor.outbox")
 
+__all__ = ["ExtraTargets", "OutboxWorker", "next_delay"]
+
 #: Fresh deliveries by (subscription, event), each list in sequence order.
 _Groups = dict[tuple[str, str], list[Delivery]]
 
-MAX_RETRY_AFTER = 86400.0
 #: Deliveries one target may hold in memory; beyond that the store pump sends the rest.
 LANE_CAPACITY = 20_000
 #: Rows the pump reads past the ones the lanes already hold, at most.
 PUMP_LOOKAHEAD = 1000
 #: A lane is checked against the store (to hand over without reads) only below this backlog.
 CHECK_LIMIT = 5000
-
-
-def next_delay(schedule: Sequence[float], attempts: int, rand: float) -> float | None:
-    """Seconds until the next attempt after `attempts` failed ones, ±10% jitter; None = dead.
-
-    `schedule[i]` is the delay before attempt i (0-based), so a schedule of n entries allows n
-    attempts in all.
-    """
-    if attempts >= len(schedule):
-        return None
-    return schedule[attempts] * (0.9 + 0.2 * rand)
-
-
-class ExtraTargets(Protocol):
-    """More outbox targets beside the webhooks (the marketplace action rules)."""
-
-    def targets(self) -> list[Target]:
-        """Every target."""
-        ...
-
-    def route_all(self, transitions: Sequence[TransitionLike]) -> list[list[str]]:
-        """Target names per transition."""
-        ...
-
-    async def disable(self, name: str, reason: str) -> None:
-        """Stop attempting a target (its deliveries stay)."""
-        ...
 
 
 class OutboxWorker:
@@ -107,7 +81,6 @@ class OutboxWorker:
         self._metrics = metrics
         self._schedule = list(schedule)
         self._clock = clock or SystemClock()
-        self._rng = rng or random.Random()
         self._idle = idle_seconds
         self._capacity = lane_capacity
         # In memory only where nothing else may attempt the rows (several replicas claim them
@@ -126,6 +99,16 @@ class OutboxWorker:
         self._acked_while_reading: set[str] = set()
         self._look_after_ack = False
         self._acks = AckWriter(store.deliveries_done, self._ack_written, linger=ack_linger)
+        self._outcomes = Outcomes(
+            store=store,
+            subscriptions=subscriptions,
+            metrics=metrics,
+            schedule=self._schedule,
+            clock=self._clock,
+            rng=rng or random.Random(),
+            extra=extra,
+            delivered=self._delivered,
+        )
         self._retries: list[float] = []  # when retries this worker wrote fall due (a heap)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -413,7 +396,10 @@ class OutboxWorker:
         delivered = False
         try:
             result = await target.attempt(delivery)
-            delivered = await self._settle(target, delivery, result)
+            retry_at = await self._outcomes.settle(target, delivery, result)
+            delivered = retry_at is None
+            if retry_at:
+                heapq.heappush(self._retries, retry_at)
         except Exception:
             log.exception("delivery attempt crashed", delivery_id=delivery.id)
         finally:
@@ -424,6 +410,12 @@ class OutboxWorker:
                 # success, once the acknowledgement is written (until then the row blocks).
                 self._wake.set()
                 self._look_after_ack = self._look_after_ack or delivered
+
+    def _delivered(self, delivery_id: str) -> None:
+        # Written in batches, in the background: the slot is free at once. Until the batch is
+        # written the row stays pending (a crash means a duplicate, with the same webhook-id).
+        self._acked.add(delivery_id)
+        self._acks.add(delivery_id)
 
     def _ack_written(self, ids: Sequence[str]) -> None:
         self._acked.difference_update(ids)
@@ -464,66 +456,6 @@ class OutboxWorker:
 
     def _target(self, name: str) -> Target | None:
         return self._hook(name) or self._others.get(name)
-
-    async def _settle(self, target: Target, delivery: Delivery, result: AttemptResult) -> bool:
-        """Record how an attempt went; returns whether the delivery is done."""
-        m = self._metrics
-        name = target.name
-        webhook = isinstance(target, WebhookTarget)
-        now = self._clock.wall()
-        attempts = delivery.attempts + 1
-        if webhook:
-            m.webhook_deliveries_total.labels(name, result.outcome).inc()
-        if result.outcome == "success":
-            if result.result is None:
-                # Written in batches, in the background: the slot is free at once. Until the
-                # batch is written the row stays pending (a crash means a duplicate, same id).
-                self._acked.add(delivery.id)
-                self._acks.add(delivery.id)
-            else:
-                await self._store.delivery_done(delivery.id, result.result, now)
-            if webhook:
-                m.webhook_delivery_latency_seconds.labels(name).observe(
-                    max(0.0, now - delivery.created_at)
-                )
-            return True
-        log.warning(
-            "delivery failed" if not webhook else "webhook delivery failed",
-            subscription=name,
-            delivery_id=delivery.id,
-            attempt=attempts,
-            outcome=result.outcome,
-            status=result.status,
-            error=result.error,
-        )
-        if result.outcome == "gone":
-            await self._store.delivery_retry(delivery.id, attempts, now, result.error)
-            reason = result.error or "the endpoint answered 410 Gone"
-            if webhook:
-                await self._subs.set_enabled(name, False, reason)
-                m.webhook_subscription_enabled.labels(name).set(0)
-            elif self.extra is not None:
-                await self.extra.disable(name, reason)
-            log.error("target disabled", subscription=name, reason=reason)
-            return False
-        delay = next_delay(self._schedule, attempts, self._rng.random())
-        if delay is None or result.outcome == "dead":
-            await self._store.delivery_dead(delivery.id, attempts, result.error, now)
-            if webhook:
-                m.webhook_deliveries_total.labels(name, "dead").inc()
-            log.error(
-                "delivery is a dead letter",
-                subscription=name,
-                delivery_id=delivery.id,
-                attempts=attempts,
-                why="not retried" if result.outcome == "dead" else "retry schedule spent",
-            )
-            return False
-        if result.retry_after is not None:
-            delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER))
-        await self._store.delivery_retry(delivery.id, attempts, now + delay, result.error)
-        heapq.heappush(self._retries, now + delay)
-        return False
 
     async def refresh_counts(self) -> None:
         """Publish pending and dead-letter gauges now."""
