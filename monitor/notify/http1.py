@@ -109,11 +109,10 @@ class Http1Client:
                 return answer
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Close every connection (the resolver is the caller's, and stays open)."""
         for conn in list(self._open):
             conn.close()
         self._idle.clear()
-        await self._resolver.close()
 
     def _target(self, url: str) -> _Target:
         target = self._targets.get(url)
