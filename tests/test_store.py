@@ -24,7 +24,14 @@ import pytest
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import postgres_sql, sqlite_outbox
-from monitor.store.base import Delivery, NewTransition, Store, StoredState, delivery_id
+from monitor.store.base import (
+    Delivery,
+    NewTransition,
+    PendingDelivery,
+    Store,
+    StoredState,
+    delivery_id,
+)
 from monitor.store.postgres import PostgresStore
 from monitor.store.sqlite import SQLiteStore
 
@@ -396,6 +403,35 @@ async def test_due_deliveries_stays_quick_behind_a_backlog(store: Store) -> None
     due = await store.due_deliveries("a", 1000.0, 100)
     assert time.perf_counter() - begin < 0.2  # ~10 ms here; the quadratic plan took 0.4 s
     assert [d.transition.sequence for d in due] == list(range(1, 101))
+
+
+async def test_pending_deliveries_of_some_events(store: Store) -> None:
+    """What the outbox reads about fresh transitions: their rows and any earlier pending one."""
+    await store.record({}, [tr("E1"), tr("E2"), tr("E3")], 1.0, [["a", "b"], ["a"], ["b"]], 100.0)
+    await store.delivery_done(delivery_id(2, "a"))
+    await store.delivery_dead(delivery_id(3, "b"), 5, "HTTP 500", 150.0)
+    await store.record({}, [tr("E1", FEW, NONE), tr("E2", FEW, NONE)], 2.0, [["a"], ["a"]], 200.0)
+    await store.delivery_retry(delivery_id(1, "a"), 1, 300.0, "timeout")
+    got = await store.pending_deliveries(["a", "b"], ["E1", "E2", "E3"], 5)
+    assert sorted(got) == [
+        PendingDelivery(delivery_id(1, "a"), "a", "E1", 1, 1, 300.0, 100.0),
+        PendingDelivery(delivery_id(1, "b"), "b", "E1", 1, 0, 100.0, 100.0),
+        PendingDelivery(delivery_id(4, "a"), "a", "E1", 4, 0, 200.0, 200.0),
+        PendingDelivery(delivery_id(5, "a"), "a", "E2", 5, 0, 200.0, 200.0),
+    ]  # done and dead rows are not pending
+    assert ids_of(await store.pending_deliveries(["a"], ["E1"], 3)) == [delivery_id(1, "a")]
+    assert ids_of(await store.pending_deliveries(["b", "c"], ["E2", "E1"], 9)) == [
+        delivery_id(1, "b")
+    ]
+    assert await store.pending_deliveries([], ["E1"], 9) == []
+    assert await store.pending_deliveries(["a"], [], 9) == []
+    assert ids_of(await store.pending_rows("a", 10)) == [delivery_id(n, "a") for n in (1, 4, 5)]
+    assert len(await store.pending_rows("a", 2)) == 2
+    assert await store.pending_rows("c", 10) == []
+
+
+def ids_of(rows: list[PendingDelivery]) -> list[str]:
+    return sorted(r.id for r in rows)
 
 
 async def test_next_delivery_at(store: Store) -> None:

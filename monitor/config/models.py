@@ -302,7 +302,7 @@ class Webhook(Strict):
     secrets: list[Secret] = []
     filter: Filter = Filter()
     format: Literal["standard", "cloudevents"] = "standard"
-    max_in_flight: int = Field(16, ge=1, le=64)
+    max_in_flight: int = Field(64, ge=1, le=64)
     enabled: bool = True
 
     @field_validator("url")

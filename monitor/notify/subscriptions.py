@@ -29,7 +29,7 @@ class Subscription:
     secrets: tuple[Secret, ...]
     filter: Filter = field(default_factory=Filter)
     format: str = "standard"
-    max_in_flight: int = 16
+    max_in_flight: int = 64
     enabled: bool = True
     origin: str = "config"  # config | api
     disabled_reason: str | None = None
@@ -78,7 +78,7 @@ class Subscription:
             secrets=tuple(Secret(s) for s in spec["secrets"]),
             filter=Filter.model_validate(spec.get("filter", {})),
             format=spec.get("format", "standard"),
-            max_in_flight=int(spec.get("max_in_flight", 16)),
+            max_in_flight=int(spec.get("max_in_flight", 64)),
             enabled=bool(spec.get("enabled", True)),
             origin="api",
             disabled_reason=spec.get("disabled_reason"),

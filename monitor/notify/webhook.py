@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
@@ -14,24 +13,22 @@ from monitor.core.backoff import retry_after_seconds
 from monitor.logs import redact
 from monitor.notify import payload
 from monitor.notify.base import AttemptResult
+from monitor.notify.http1 import Http1Client, HttpError
 from monitor.notify.signing import sign
 from monitor.notify.ssrf import GuardedResolver, refused_ip_literal
 from monitor.notify.subscriptions import Subscription
 from monitor.store.base import Delivery
 
 
-def make_session(
-    *, deny_private: bool, resolver: aiohttp.abc.AbstractResolver | None = None
-) -> aiohttp.ClientSession:
-    """A client session whose every connection passes the SSRF guard."""
-    connector = aiohttp.TCPConnector(
+def make_client(*, deny_private: bool, resolver: AbstractResolver | None = None) -> Http1Client:
+    """A webhook client whose every new connection passes the SSRF guard.
+
+    Connections are kept alive per origin; each subscription limits how many it uses at once
+    (max_in_flight). A hostname is resolved (and checked) for every new connection.
+    """
+    return Http1Client(
         resolver=GuardedResolver(resolver, deny_private=deny_private),
-        limit=100,
-        ttl_dns_cache=10,  # short: re-check a hostname's addresses often (DNS rebinding)
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        headers={"User-Agent": f"availability-monitor/{__version__}"},
+        user_agent=f"availability-monitor/{__version__}",
     )
 
 
@@ -68,20 +65,32 @@ class WebhookSender:
     def __init__(
         self,
         *,
-        session: aiohttp.ClientSession,
+        client: Http1Client,
         timeout_seconds: float = 15.0,
         deny_private: bool = False,
         clock: Clock | None = None,
     ) -> None:
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._client = client
+        self._timeout = timeout_seconds
         self._deny_private = deny_private
         self._clock = clock or SystemClock()
+        self._refusals: dict[str, str | None] = {}  # URL -> why its IP literal is refused
+
+    def _refusal(self, url: str) -> str | None:
+        # Parsed once per URL rather than once per delivery: the same few URLs, over and over.
+        try:
+            return self._refusals[url]
+        except KeyError:
+            if len(self._refusals) >= 1024:
+                self._refusals.clear()
+            why = self._refusals[url] = refused_ip_literal(
+                urlsplit(url).hostname or "", self._deny_private
+            )
+            return why
 
     async def attempt(self, sub: Subscription, delivery: Delivery) -> AttemptResult:
         """POST the delivery to the subscription, signed with every current secret."""
-        host = urlsplit(sub.url).hostname or ""
-        refusal = refused_ip_literal(host, self._deny_private)
+        refusal = self._refusal(sub.url)
         if refusal:
             return AttemptResult("refused", error=f"refused to connect: {refusal}")
         body, content_type = payload.build(
@@ -95,22 +104,16 @@ class WebhookSender:
             "webhook-signature": sign(delivery.id, timestamp, body, sub.secrets),
         }
         try:
-            async with self._session.post(
-                sub.url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                resp_headers = resp.headers
-                await resp.content.read(4096)  # a little, so keep-alive stays usable
+            answer = await self._client.post(sub.url, headers, body, self._timeout)
         except TimeoutError:
             return AttemptResult("failure", error="no answer within the timeout")
-        except aiohttp.ClientError as exc:
+        except (OSError, HttpError, ValueError) as exc:
+            # ValueError: a certificate that does not verify (ssl.SSLCertVerificationError).
             text = redact(str(exc))
             outcome = "refused" if "refused to connect to" in text else "failure"
             return AttemptResult(outcome, error=f"{type(exc).__name__}: {text}")
-        except OSError as exc:
-            return AttemptResult("failure", error=f"{type(exc).__name__}: {redact(str(exc))}")
-        except asyncio.CancelledError:
-            raise
+        status = answer.status
+        resp_headers = answer.headers
         if 200 <= status < 300:
             return AttemptResult("success", status)
         if status == 410:

@@ -33,6 +33,12 @@ class Router(Protocol):
         """Seconds from now until a new delivery's first attempt."""
         ...
 
+    def stored(
+        self, transitions: Sequence[Transition], routes: Sequence[Sequence[str]], due_at: float
+    ) -> None:
+        """The transitions and their outbox rows were just committed (must return at once)."""
+        ...
+
 
 class Processor:
     """Judges a batch of observations and makes its transitions durable before anyone hears.
@@ -201,6 +207,8 @@ class Processor:
             stored = await self._store.record(
                 detection.changed, new, observed_at, deliveries, delivery_at, fence
             )
+        if deliveries and self.router is not None:
+            self.router.stored(stored, deliveries, delivery_at)
         live.apply(catalog, detection.changed)
         live.observed_at.update(dict.fromkeys(ids, observed_at))
         self._metrics.observations_total.inc(len(ids))

@@ -36,7 +36,7 @@ class SubscriptionIn(Strict):
     secrets: list[Secret] = []
     filter: Filter = Filter()
     format: str = Field("standard", pattern=r"^(standard|cloudevents)$")
-    max_in_flight: int = Field(16, ge=1, le=64)
+    max_in_flight: int = Field(64, ge=1, le=64)
     enabled: bool = True
 
 

@@ -88,6 +88,18 @@ class Delivery:
     finished_at: float | None = None
 
 
+class PendingDelivery(NamedTuple):
+    """A pending outbox row without its transition: what the in-memory hand-off checks."""
+
+    id: str
+    subscription: str
+    event_id: str
+    sequence: int
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+
+
 def delivery_id(sequence: int, subscription: str) -> str:
     """The webhook-id: stable for one transition and subscription, across retries and replays."""
     return f"msg_{sequence}_{subscription}"
@@ -175,6 +187,20 @@ class Store(Protocol):
         With a `claimer` (several replicas), the rows are claimed for `visibility` seconds so
         no other worker attempts them meanwhile.
         """
+        ...
+
+    async def pending_deliveries(
+        self, subscriptions: Sequence[str], event_ids: Sequence[str], max_sequence: int
+    ) -> list[PendingDelivery]:
+        """Pending deliveries of these subscriptions and events, sequence <= `max_sequence`.
+
+        What the outbox asks about freshly stored transitions before it sends them straight
+        from memory: which rows they made, and whether an earlier one of the event still waits.
+        """
+        ...
+
+    async def pending_rows(self, subscription: str, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries of one subscription, in no particular order, at most `limit`."""
         ...
 
     async def next_delivery_at(self) -> float | None:

@@ -24,6 +24,7 @@ from monitor.store.base import (
     Fence,
     LeaseLost,
     NewTransition,
+    PendingDelivery,
     StateChunk,
     StoredState,
     chunk_from_rows,
@@ -241,6 +242,21 @@ class PostgresStore:
         rows = await self._db.fetch(sql.DUE_DELIVERIES, subscription, now, limit)
         return [_delivery(row) for row in rows]
 
+    async def pending_deliveries(
+        self, subscriptions: Sequence[str], event_ids: Sequence[str], max_sequence: int
+    ) -> list[PendingDelivery]:
+        """Pending deliveries of these subscriptions and events, up to a sequence."""
+        if not subscriptions or not event_ids:
+            return []
+        rows = await self._db.fetch(
+            sql.PENDING_OF_EVENTS, list(subscriptions), list(event_ids), max_sequence
+        )
+        return [_pending(r) for r in rows]
+
+    async def pending_rows(self, subscription: str, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries of one subscription, at most `limit`."""
+        return [_pending(r) for r in await self._db.fetch(sql.PENDING_ROWS, subscription, limit)]
+
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due."""
         value = await self._db.fetchval(sql.NEXT_DELIVERY_AT)
@@ -410,6 +426,10 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         did, sub, _transition(row[10:]), attempts, next_at, created, state, error, dead_at,
         orjson.loads(result) if result else None, finished,
     )  # fmt: skip
+
+
+def _pending(r: Sequence[Any]) -> PendingDelivery:
+    return PendingDelivery(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5]), float(r[6]))
 
 
 def _count(status: str) -> int:

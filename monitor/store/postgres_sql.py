@@ -203,6 +203,28 @@ DUE_DELIVERIES: Final = f"""
      LIMIT $3
 """  # noqa: S608 - constant text, no input
 
+# One probe of deliveries_queue per (subscription, event): as one scan with array keys, the
+# planner walked every row of the subscription (a backlog) and filtered by event. OFFSET 0 keeps
+# the lateral subquery from being flattened back into that.
+PENDING_OF_EVENTS: Final = """
+    SELECT d.id, d.subscription, d.event_id, d.sequence, d.attempts, d.next_attempt_at,
+           d.created_at
+      FROM unnest($1::text[]) AS s (subscription)
+     CROSS JOIN unnest($2::text[]) AS e (event_id)
+     CROSS JOIN LATERAL (
+           SELECT * FROM deliveries x
+            WHERE x.subscription = s.subscription AND x.event_id = e.event_id
+              AND x.sequence <= $3 AND x.state = 'pending'
+           OFFSET 0) AS d
+"""
+
+PENDING_ROWS: Final = """
+    SELECT id, subscription, event_id, sequence, attempts, next_attempt_at, created_at
+      FROM deliveries
+     WHERE subscription = $1 AND state = 'pending'
+     LIMIT $2
+"""
+
 # Replicas claim what they attempt: SKIP LOCKED keeps two workers off one row, and a claim
 # lapses after its visibility timeout, so a delivery whose worker died is picked up again.
 CLAIM_DELIVERIES: Final = f"""

@@ -17,7 +17,14 @@ from monitor.core.transitions import EventState
 from monitor.domain import Transition
 from monitor.store import sqlite_outbox as outbox
 from monitor.store import sqlite_states as bulk
-from monitor.store.base import Delivery, Fence, NewTransition, StateChunk, StoredState
+from monitor.store.base import (
+    Delivery,
+    Fence,
+    NewTransition,
+    PendingDelivery,
+    StateChunk,
+    StoredState,
+)
 
 T = TypeVar("T")
 
@@ -366,6 +373,18 @@ class SQLiteStore:
     ) -> list[Delivery]:
         """Pending deliveries due by `now`, in per-event order (one process: no claims)."""
         return await self._run(outbox.due, self._db, subscription, now, limit)
+
+    async def pending_deliveries(
+        self, subscriptions: Sequence[str], event_ids: Sequence[str], max_sequence: int
+    ) -> list[PendingDelivery]:
+        """Pending deliveries of these subscriptions and events, up to a sequence."""
+        if not subscriptions or not event_ids:
+            return []
+        return await self._run(outbox.pending_of, self._db, subscriptions, event_ids, max_sequence)
+
+    async def pending_rows(self, subscription: str, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries of one subscription, at most `limit`."""
+        return await self._run(outbox.pending_rows, self._db, subscription, limit)
 
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due."""

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from monitor.domain import Transition
-from monitor.store.base import Delivery, delivery_id
+from monitor.store.base import Delivery, PendingDelivery, delivery_id
 
 _COLUMNS = (
     "d.id, d.subscription, d.attempts, d.next_attempt_at, d.created_at, d.state, d.last_error,"
@@ -55,6 +55,37 @@ def due(db: sqlite3.Connection, subscription: str, now: float, limit: int) -> li
         (subscription, now, limit),
     )
     return [_delivery(r) for r in rows]
+
+
+def pending_of(
+    db: sqlite3.Connection, subscriptions: Sequence[str], event_ids: Sequence[str], max_seq: int
+) -> list[PendingDelivery]:
+    """Pending rows of some subscriptions and events up to a sequence."""
+    # INDEXED BY: without statistics the planner would scan every pending row of the
+    # subscription (deliveries_due) rather than probe each event (deliveries_order).
+    rows = db.execute(
+        "SELECT id, subscription, event_id, sequence, attempts, next_attempt_at, created_at"
+        " FROM deliveries INDEXED BY deliveries_order"
+        " WHERE subscription IN (SELECT value FROM json_each(?))"
+        " AND event_id IN (SELECT value FROM json_each(?)) AND sequence <= ?"
+        " AND state = 'pending'",
+        (
+            orjson.dumps(list(subscriptions)).decode(),
+            orjson.dumps(list(event_ids)).decode(),
+            max_seq,
+        ),
+    )
+    return [PendingDelivery(*r) for r in rows]
+
+
+def pending_rows(db: sqlite3.Connection, subscription: str, limit: int) -> list[PendingDelivery]:
+    """Pending rows of one subscription (deliveries_due index)."""
+    rows = db.execute(
+        "SELECT id, subscription, event_id, sequence, attempts, next_attempt_at, created_at"
+        " FROM deliveries WHERE subscription = ? AND state = 'pending' LIMIT ?",
+        (subscription, limit),
+    )
+    return [PendingDelivery(*r) for r in rows]
 
 
 def next_at(db: sqlite3.Connection) -> float | None:
