@@ -30,7 +30,7 @@ from monitor.notify.alertmanager import AlertmanagerNotifier
 from monitor.notify.base import Notifier
 from monitor.notify.outbox import OutboxWorker
 from monitor.notify.subscriptions import Subscriptions
-from monitor.notify.webhook import WebhookSender, make_client
+from monitor.notify.webhook import WebhookSender, make_session
 from monitor.poller.budget import RateBudget
 from monitor.poller.dispatcher import Dispatcher, Health, RetryPolicy
 from monitor.poller.live import LiveState
@@ -193,16 +193,16 @@ class Daemon:
 
     async def _start_notifications(self) -> list[Notifier]:
         n = self.config.notifications
-        self.webhook_client = make_client(
+        self.webhook_session = make_session(
             deny_private=n.deny_private_networks, resolver=self._webhook_resolver
         )
-        self._stack.push_async_callback(_bounded, self.webhook_client.close)
+        self._stack.push_async_callback(_bounded, self.webhook_session.close)
         self.actions = await self._start_actions()
         self.outbox = OutboxWorker(
             store=self.store,
             subscriptions=self.subscriptions,
             sender=WebhookSender(
-                client=self.webhook_client,
+                session=self.webhook_session,
                 timeout_seconds=n.timeout_seconds,
                 deny_private=n.deny_private_networks,
                 clock=self.clock,

@@ -20,7 +20,7 @@ from monitor.metrics import Metrics
 from monitor.notify.outbox import OutboxWorker
 from monitor.notify.signing import new_secret
 from monitor.notify.subscriptions import Subscriptions
-from monitor.notify.webhook import WebhookSender, make_client
+from monitor.notify.webhook import WebhookSender, make_session
 from monitor.store.base import NewTransition
 from monitor.store.sqlite import SQLiteStore
 
@@ -44,11 +44,11 @@ class Rig:
         fresh deliveries are handed over without a store read."""
         subs = Subscriptions(self.store)
         await subs.load([Webhook(name="ops", url=f"{self.receiver.url}/ops", secret=SECRET)])
-        session = make_client(deny_private=False)
+        session = make_session(deny_private=False)
         w = OutboxWorker(
             store=self.store,
             subscriptions=subs,
-            sender=WebhookSender(client=session, clock=self.clock),
+            sender=WebhookSender(session=session, clock=self.clock),
             metrics=Metrics(),
             schedule=schedule,
             clock=self.clock,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aiohttp.abc import AbstractResolver
+import aiohttp
 
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
@@ -13,22 +14,26 @@ from monitor.core.backoff import retry_after_seconds
 from monitor.logs import redact
 from monitor.notify import payload
 from monitor.notify.base import AttemptResult
-from monitor.notify.http1 import Http1Client, HttpError
 from monitor.notify.signing import sign
 from monitor.notify.ssrf import GuardedResolver, refused_ip_literal
 from monitor.notify.subscriptions import Subscription
 from monitor.store.base import Delivery
 
 
-def make_client(*, deny_private: bool, resolver: AbstractResolver | None = None) -> Http1Client:
-    """A webhook client whose every new connection passes the SSRF guard.
-
-    Connections are kept alive per origin; each subscription limits how many it uses at once
-    (max_in_flight). A hostname is resolved (and checked) for every new connection.
-    """
-    return Http1Client(
+def make_session(
+    *, deny_private: bool, resolver: aiohttp.abc.AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """A client session whose every connection passes the SSRF guard."""
+    connector = aiohttp.TCPConnector(
         resolver=GuardedResolver(resolver, deny_private=deny_private),
-        user_agent=f"availability-monitor/{__version__}",
+        # Each subscription limits itself (max_in_flight, up to 64); this only caps the sum, so
+        # a few busy subscriptions never queue behind one another for kept-alive connections.
+        limit=512,
+        ttl_dns_cache=10,  # short: re-check a hostname's addresses often (DNS rebinding)
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": f"availability-monitor/{__version__}"},
     )
 
 
@@ -65,13 +70,13 @@ class WebhookSender:
     def __init__(
         self,
         *,
-        client: Http1Client,
+        session: aiohttp.ClientSession,
         timeout_seconds: float = 15.0,
         deny_private: bool = False,
         clock: Clock | None = None,
     ) -> None:
-        self._client = client
-        self._timeout = timeout_seconds
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._deny_private = deny_private
         self._clock = clock or SystemClock()
         self._refusals: dict[str, str | None] = {}  # URL -> why its IP literal is refused
@@ -104,16 +109,22 @@ class WebhookSender:
             "webhook-signature": sign(delivery.id, timestamp, body, sub.secrets),
         }
         try:
-            answer = await self._client.post(sub.url, headers, body, self._timeout)
+            async with self._session.post(
+                sub.url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+            ) as resp:
+                status = resp.status
+                resp_headers = resp.headers
+                await resp.content.read(4096)  # a little, so keep-alive stays usable
         except TimeoutError:
             return AttemptResult("failure", error="no answer within the timeout")
-        except (OSError, HttpError, ValueError) as exc:
-            # ValueError: a certificate that does not verify (ssl.SSLCertVerificationError).
+        except aiohttp.ClientError as exc:
             text = redact(str(exc))
             outcome = "refused" if "refused to connect to" in text else "failure"
             return AttemptResult(outcome, error=f"{type(exc).__name__}: {text}")
-        status = answer.status
-        resp_headers = answer.headers
+        except OSError as exc:
+            return AttemptResult("failure", error=f"{type(exc).__name__}: {redact(str(exc))}")
+        except asyncio.CancelledError:
+            raise
         if 200 <= status < 300:
             return AttemptResult("success", status)
         if status == 410:
