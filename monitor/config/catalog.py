@@ -24,6 +24,7 @@ from monitor.core.maintenance import Window
 from monitor.core.transitions import Rules
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +69,32 @@ class EventSpec(NamedTuple):
         return self.partner_id or self.event_id
 
 
-class EventsView(Mapping[str, EventSpec]):
+class _ProfilesView(Mapping[str, V]):
+    """A read-only mapping over the catalog's profiles dict: the keys are its keys."""
+
+    __slots__ = ("_profiles",)
+
+    def __init__(self, profiles: dict[str, Profile]) -> None:
+        self._profiles = profiles
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._profiles
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._profiles)
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+
+class EventsView(_ProfilesView[EventSpec]):
     """Every watched event by ID, as an EventSpec made on access from the event's profile.
 
     Nothing is kept per event beyond the profiles dict; loops over many events that need only
     a field or two are cheaper on `Catalog.profiles` directly.
     """
 
-    __slots__ = ("_profiles",)
-
-    def __init__(self, profiles: dict[str, Profile]) -> None:
-        self._profiles = profiles
+    __slots__ = ()
 
     def __getitem__(self, event_id: str) -> EventSpec:
         # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs per access.
@@ -95,23 +111,11 @@ class EventsView(Mapping[str, EventSpec]):
         profile = self._profiles.get(event_id)
         return default if profile is None else tuple.__new__(EventSpec, (event_id, *profile))
 
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._profiles
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._profiles)
-
-    def __len__(self) -> int:
-        return len(self._profiles)
-
-
-class RulesView(Mapping[str, Rules]):
+class RulesView(_ProfilesView[Rules]):
     """Every watched event's transition rules by ID (its profile's)."""
 
-    __slots__ = ("_profiles",)
-
-    def __init__(self, profiles: dict[str, Profile]) -> None:
-        self._profiles = profiles
+    __slots__ = ()
 
     def __getitem__(self, event_id: str) -> Rules:
         return self._profiles[event_id].rules
@@ -126,15 +130,6 @@ class RulesView(Mapping[str, Rules]):
         """The event's rules, or `default` when it is not watched."""
         profile = self._profiles.get(event_id)
         return default if profile is None else profile.rules
-
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._profiles
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._profiles)
-
-    def __len__(self) -> int:
-        return len(self._profiles)
 
 
 @dataclass(frozen=True, slots=True)

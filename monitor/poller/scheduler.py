@@ -207,24 +207,19 @@ class PollScheduler:
         self._region_cache[name] = (catalog, regions or None)
         return regions or None
 
-    def _due(self, name: str) -> tuple[dict[str | None, list[str]], int]:
-        """The set's events due now, by region, and how many are in their maintenance window.
-
-        This runs every tick over every event of the set: each step is one pass over the IDs
-        (a comprehension or a C-level map), and steps that cannot drop anything are skipped.
-        """
-        catalog = self._catalog()
-        spec = catalog.sets[name]
-        flags = self._maintenance.flags()
-        profiles = catalog.profiles
-        now = self._clock.wall()
-        seen = self._observed_at
+    def _pollable(
+        self, catalog: Catalog, ids: Sequence[str], now: float
+    ) -> tuple[Sequence[str], int, int]:
+        """The events that may be polled now: ours, not in their maintenance window, not over;
+        and how many were left out for maintenance and for being over. Each step is one pass
+        over the IDs, skipped when it cannot drop anything."""
         mine = self._maintenance.mine
-        ids: Sequence[str] = spec.event_ids
         if mine is not None:
             ids = [e for e in ids if mine(e)]  # the other replicas' shards are theirs
         in_maintenance = 0
+        flags = self._maintenance.flags()
         if any(flags):
+            profiles = catalog.profiles
             count = len(ids)
             ids = [e for e in ids if (z := profiles[e].zone) < 0 or not flags[z]]
             in_maintenance = count - len(ids)
@@ -234,6 +229,19 @@ class PollScheduler:
             count = len(ids)
             ids = [e for e in ids if not retired(e, now)]
             n_retired = count - len(ids)
+        return ids, in_maintenance, n_retired
+
+    def _due(self, name: str) -> tuple[dict[str | None, list[str]], int]:
+        """The set's events due now, by region, and how many are in their maintenance window.
+
+        This runs every tick over every event of the set: each step is one pass over the IDs
+        (a comprehension or a C-level map), and steps that cannot drop anything are skipped.
+        """
+        catalog = self._catalog()
+        spec = catalog.sets[name]
+        now = self._clock.wall()
+        seen = self._observed_at
+        ids, in_maintenance, n_retired = self._pollable(catalog, spec.event_ids, now)
         if spec.status_intervals:
             # Status-aware: an event is due when its own interval (by its confirmed status) has
             # passed since it was last observed; half a tick of slack keeps it from slipping
@@ -274,17 +282,7 @@ class PollScheduler:
         spec = catalog.sets.get(name)
         if spec is None:
             return 0.0
-        ids: Sequence[str] = spec.event_ids
-        mine = self._maintenance.mine
-        if mine is not None:
-            ids = [e for e in ids if mine(e)]
-        flags = self._maintenance.flags()
-        if any(flags):
-            profiles = catalog.profiles
-            ids = [e for e in ids if (z := profiles[e].zone) < 0 or not flags[z]]
-        if self._maintenance.retiring(now):
-            retired = self._maintenance.retired
-            ids = [e for e in ids if not retired(e, now)]
+        ids, _in_maintenance, _retired = self._pollable(catalog, spec.event_ids, now)
         # filter(None, ...) leaves out events never observed (None)
         oldest = min(filter(None, map(self._observed_at, ids)), default=now)
         age = max(0.0, now - oldest)
