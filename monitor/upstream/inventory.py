@@ -63,8 +63,9 @@ _STATUS_OR_NONE = STATUS_SET | {None}
 
 
 def body_digest(body: bytes) -> bytes:
-    """A digest of an answer body (BLAKE2b, 128 bits: a repeat is never mistaken)."""
-    return hashlib.blake2b(body, digest_size=16).digest()
+    """A digest of an answer body (SHA-256: a repeat is never mistaken). SHA-256, not BLAKE2b:
+    OpenSSL's runs on the CPU's SHA instructions, a third faster on a 60 kB answer."""
+    return hashlib.sha256(body).digest()
 
 
 def _column(data: list[Any], key: str) -> list[Any]:
