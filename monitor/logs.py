@@ -101,3 +101,11 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
 def get_logger(name: str) -> Any:
     """A structlog logger for a module."""
     return structlog.get_logger(name)
+
+
+def is_enabled(logger: Any, level: int) -> bool:
+    """Whether `logger` writes lines at `level` (a standard-library level such as
+    `logging.INFO`), to skip building lines nobody reads. Loggers that cannot tell (structlog
+    before `configure_logging`) are taken to write everything."""
+    check = getattr(logger, "isEnabledFor", None)
+    return True if check is None else bool(check(level))

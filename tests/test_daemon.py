@@ -374,6 +374,26 @@ async def test_one_log_line_per_transition(sim, tmp_path, start_daemon, log_stre
     assert lines[0]["event_id"] == A and lines[0]["current"] == "FEW_TICKETS_LEFT"
 
 
+@pytest.mark.parametrize(("level", "written"), [("info", True), ("warning", False)])
+def test_is_enabled_follows_the_configured_level(level, written):
+    import logging
+
+    from monitor.logs import configure_logging, get_logger, is_enabled
+
+    configure_logging("json", level, io.StringIO())
+    log = get_logger("monitor.poller.processor")
+    assert is_enabled(log, logging.INFO) is written
+    assert is_enabled(log, logging.ERROR) is True
+
+
+def test_is_enabled_without_a_level_says_yes():
+    import logging
+
+    from monitor.logs import is_enabled
+
+    assert is_enabled(object(), logging.DEBUG) is True
+
+
 async def test_spike_arrest_429_waits_seconds_not_until_the_quota_resets(tmp_path, start_daemon):
     from monitor.simulator.app import Simulator
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any, Protocol
@@ -10,7 +12,7 @@ from monitor.clock import Clock, SystemClock, iso_utc
 from monitor.config.catalog import Catalog
 from monitor.core.transitions import EMPTY_STATE, Candidate, Detection, detect_columns
 from monitor.domain import UNKNOWN, Observation, Transition
-from monitor.logs import get_logger
+from monitor.logs import get_logger, is_enabled
 from monitor.metrics import Metrics
 from monitor.notify.base import Notifier
 from monitor.poller.live import LiveState
@@ -212,9 +214,14 @@ class Processor:
         live.apply(catalog, detection.changed)
         live.observed_at.update(dict.fromkeys(ids, observed_at))
         self._metrics.observations_total.inc(len(ids))
+        # A log line per transition is built only when it is written: at a thousand a second,
+        # building lines for a WARNING-level log costs more than judging the answer.
+        log_them = bool(stored) and is_enabled(log, logging.INFO)
         for t in stored:
             for name in t.watch_sets:
                 self._metrics.transitions_total.labels(name, t.field, t.previous, t.current).inc()
+            if not log_them:
+                continue
             log.info(
                 "transition",
                 sequence=t.sequence,
