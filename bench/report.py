@@ -199,7 +199,8 @@ def _usage(sizes: Sizes) -> str:
             f"{sizes.rate_window:g} s; freshness {sizes.fresh_events:,} events at "
             f"{sizes.fresh_rate[0]}/{sizes.fresh_rate[1]:g} s over {sizes.fresh_window:g} s; "
             f"memory and restart at {', '.join(f'{n:,}' for n in sizes.memory_sizes)} events; "
-            f"latency {sizes.latency_events:,} events over {sizes.latency_window:g} s.",
+            f"latency {sizes.latency_events:,} (paced), {sizes.burst_latency_events:,} (bursts) "
+            f"and {sizes.light_latency_events:,} events over {sizes.latency_window:g} s.",
         ]
     )
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from monitor.core.batching import MAX_BATCH, Batch, DueQueue, plan_batches
+from monitor.core.batching import MAX_BATCH, Batch, DueQueue, plan_batches, sort_by_priority
 
 # (events as (id, region, priority), batch_size, expected batches as (region, ids))
 PLANS = [
@@ -327,7 +327,13 @@ def test_queue_matches_its_model(seed):
             # Ties within a region on purpose (they keep arrival order); none across regions
             # (which region goes first on a tie is not specified).
             offset = {None: 0.0, "UK": 0.25, "US": 0.5}[region]
-            prios = [rng.randint(0, 20) + offset for _ in burst]
+            if rng.random() < 0.5:
+                prios = [rng.randint(0, 20) + offset for _ in burst]
+            else:  # runs of equal priorities, as one answer's events have
+                prios = []
+                while len(prios) < len(burst):
+                    prios += [rng.randint(0, 20) + offset] * rng.randint(1, 20)
+                del prios[len(burst) :]
             for e, p in zip(burst, prios, strict=True):
                 model.add(e, region, p)
             queue.add_many(burst, region, prios)
@@ -346,3 +352,22 @@ def test_queue_matches_its_model(seed):
             batch, dropped = model.take(limit, unwanted.__contains__)
             assert (taken.batch, taken.dropped) == (batch, dropped)
         assert len(queue) == len(model.entries)
+
+
+@pytest.mark.parametrize(
+    "prios",
+    [
+        pytest.param([], id="empty"),
+        pytest.param([3.0], id="one"),
+        pytest.param([2.0] * 40 + [1.0] * 40 + [2.0] * 40 + [0.5] * 40, id="few-runs-with-ties"),
+        pytest.param([float(i % 7) for i in range(200)], id="many-runs"),
+        pytest.param([5.0, 4.0] * 3 + [1.0] * 100, id="runs-at-the-limit"),
+        pytest.param([float((i * 37) % 11) for i in range(33)] + [0.0] * 600, id="mixed"),
+    ],
+)
+def test_sort_by_priority_is_a_stable_sort(prios):
+    ids = [f"e{i}" for i in range(len(prios))]
+    order = sorted(range(len(ids)), key=prios.__getitem__)
+    got_ids, got_prios = sort_by_priority(ids, prios)
+    assert got_ids == [ids[i] for i in order]
+    assert got_prios == [prios[i] for i in order]

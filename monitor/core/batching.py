@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import le
+from itertools import compress, islice
+from operator import le, ne
 
 MAX_BATCH = 1000
 
@@ -28,6 +28,35 @@ class Taken:
 
 Split = Callable[[list[str]], tuple[list[str], list[str]]]
 """Splits IDs into (kept, dropped), keeping their order: a whole batch at a time."""
+
+
+def sort_by_priority(ids: list[str], prios: list[float]) -> tuple[list[str], list[float]]:
+    """`ids` and `prios` in priority order, stable: among equal priorities, list order.
+
+    Priorities usually come in runs of equal values (the events of one answer share their
+    observation time, and a watch set's run queues them in catalog order): then whole runs are
+    sorted, a few hundred keys instead of a hundred thousand. Otherwise, an argsort by list
+    index (no hashing).
+    """
+    n = len(prios)
+    if n < 2:
+        return list(ids), list(prios)
+    most = n // RUNS_PER_SORTED_EVENT + 1
+    # Where a run starts, found at C speed; given up once there are too many runs.
+    starts = [0, *islice(compress(range(1, n), map(ne, islice(prios, 1, None), prios)), most)]
+    if len(starts) > most:
+        order = sorted(range(n), key=prios.__getitem__)
+        return list(map(ids.__getitem__, order)), list(map(prios.__getitem__, order))
+    ends = [*starts[1:], n]
+    out_ids: list[str] = []
+    out_prios: list[float] = []
+    for k in sorted(range(len(starts)), key=lambda k: prios[starts[k]]):
+        out_ids += ids[starts[k] : ends[k]]
+        out_prios += prios[starts[k] : ends[k]]
+    return out_ids, out_prios
+
+
+RUNS_PER_SORTED_EVENT = 16  # runs sorted as runs while there is at most one per this many events
 
 
 class DueQueue:
@@ -74,11 +103,7 @@ class DueQueue:
             else:
                 ids, prios = added
             if not all(map(le, prios, islice(prios, 1, None))):
-                # An argsort by list index (no hashing): stable, so among equal priorities the
-                # earlier added goes first.
-                order = sorted(range(len(ids)), key=prios.__getitem__)
-                ids = list(map(ids.__getitem__, order))
-                prios = list(map(prios.__getitem__, order))
+                ids, prios = sort_by_priority(ids, prios)
             cursor = 0
         elif cursor > 4096 and cursor * 2 > len(ids):
             ids, prios, cursor = ids[cursor:], prios[cursor:], 0  # let go of what was read

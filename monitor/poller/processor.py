@@ -113,7 +113,7 @@ class Processor:
                 now = list(map(live.states.get, request, repeat(EMPTY_STATE, len(request))))
                 if now == seen.states:
                     answer.unknown_statuses, answer.missing = seen.unknown_statuses, seen.missing
-                    live.observed_at.update(dict.fromkeys(request, observed_at))
+                    live.observed_at.update(zip(request, repeat(observed_at)))
                     self._metrics.observations_total.inc(len(request))
                     return []
             # The events' states moved since (another batch, a reload): judge it after all.
@@ -180,7 +180,7 @@ class Processor:
         )
         if not detection.changed and not detection.candidates:
             # The common batch: nothing to store, nobody to tell.
-            live.observed_at.update(dict.fromkeys(ids, observed_at))
+            live.observed_at.update(zip(ids, repeat(observed_at)))
             self._metrics.observations_total.inc(len(ids))
             return detection, []
         enrich = self._enrich
@@ -212,7 +212,7 @@ class Processor:
         if deliveries and self.router is not None:
             self.router.stored(stored, deliveries, delivery_at)
         live.apply(catalog, detection.changed)
-        live.observed_at.update(dict.fromkeys(ids, observed_at))
+        live.observed_at.update(zip(ids, repeat(observed_at)))
         self._metrics.observations_total.inc(len(ids))
         # A log line per transition is built only when it is written: at a thousand a second,
         # building lines for a WARNING-level log costs more than judging the answer.
