@@ -194,7 +194,8 @@ def _usage(sizes: Sizes) -> str:
             "```",
             "",
             "Default sizes: throughput "
-            f"{sizes.throughput_events:,} events / {sizes.throughput_window:g} s; rate "
+            f"{sizes.throughput_events:,} events / "
+            f"{sizes.throughput_windows} x {sizes.throughput_window:g} s; rate "
             f"{sizes.rate_events:,} events at {sizes.rate[0]}/{sizes.rate[1]:g} s over "
             f"{sizes.rate_window:g} s; freshness {sizes.fresh_events:,} events at "
             f"{sizes.fresh_rate[0]}/{sizes.fresh_rate[1]:g} s over {sizes.fresh_window:g} s; "

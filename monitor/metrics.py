@@ -104,6 +104,12 @@ class Metrics:
             ["watch_set", "outcome"],
             registry=r,
         )
+        self.upstream_repeated_answers_total = Counter(
+            p + "upstream_repeated_answers_total",
+            "Answers byte for byte the same as the last one to the same request, with nothing "
+            "changed since: not decoded or judged again.",
+            registry=r,
+        )
         self.observations_total = Counter(
             p + "observations_total", "Event statuses received and judged.", registry=r
         )

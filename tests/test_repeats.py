@@ -94,10 +94,13 @@ async def test_repeat_is_judged_again_when_states_moved(sim, tmp_path, start_dae
     assert await proc.process_answer(None, [A, B], answer([A, B], both), 2.0) == []
     assert proc.known_answers(None, [A, B])(body_digest(both))  # changed nothing: remembered
 
+    skipped = d.metrics.upstream_repeated_answers_total
+    assert skipped._value.get() == 0
     repeated = answer([A, B], both)
     assert repeated.repeat is not None
     assert await proc.process_answer(None, [A, B], repeated, 3.0) == []
     assert d.live.observed_at[A] == d.live.observed_at[B] == 3.0
+    assert skipped._value.get() == 1
 
     moved = await proc.process_answer(None, [A], answer([A], body((A, FEW))), 4.0)
     assert [(t.event_id, t.previous, t.current) for t in moved] == [(A, AV, FEW)]
@@ -106,6 +109,7 @@ async def test_repeat_is_judged_again_when_states_moved(sim, tmp_path, start_dae
     assert repeated.repeat is not None  # same request, same body as remembered...
     back = await proc.process_answer(None, [A, B], repeated, 5.0)
     assert [(t.event_id, t.previous, t.current) for t in back] == [(A, FEW, AV)]  # ...judged
+    assert skipped._value.get() == 1  # judged, so not counted as skipped
     assert d.live.status(A) == AV
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any, Protocol
@@ -115,6 +114,7 @@ class Processor:
                     answer.unknown_statuses, answer.missing = seen.unknown_statuses, seen.missing
                     live.observed_at.update(zip(request, repeat(observed_at)))
                     self._metrics.observations_total.inc(len(request))
+                    self._metrics.upstream_repeated_answers_total.inc()
                     return []
             # The events' states moved since (another batch, a reload): judge it after all.
             decoded = parse_answer(answer.repeat, request)
