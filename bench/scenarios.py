@@ -45,7 +45,7 @@ class Sizes:
     throughput_windows: int = 3
     rate_events: int = 50_000
     rate: tuple[int, float] = (5, 1.0)
-    rate_window: float = 20.0
+    rate_window: float = 40.0
     fresh_events: int = 20_000
     fresh_rate: tuple[int, float] = (10, 1.0)
     fresh_window: float = 20.0
