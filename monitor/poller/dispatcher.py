@@ -414,8 +414,13 @@ class Dispatcher:
             started = self._clock.monotonic()
             try:
                 request = list(ids)
+                processor = self._processor
                 answer = await self._client.fetch(
-                    request, region, slot, self._processor.known_answers(region, request)
+                    request,
+                    region,
+                    slot,
+                    processor.known_answers(region, request),
+                    processor.last_layout(region, request),
                 )
             except UpstreamError as exc:
                 self.last_progress = self._clock.monotonic()

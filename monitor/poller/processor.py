@@ -17,6 +17,7 @@ from monitor.notify.base import Notifier
 from monitor.poller.live import LiveState
 from monitor.poller.repeats import RepeatMemo, Seen
 from monitor.store.base import Fence, NewTransition, Store
+from monitor.upstream.delta import Layout
 from monitor.upstream.inventory import InventoryAnswer, parse_answer
 
 log = get_logger("monitor.processor")
@@ -99,6 +100,11 @@ class Processor:
         recall = self._repeats.recall
         return lambda digest: recall(region, ids, digest) is not None
 
+    def last_layout(self, region: str | None, ids: list[str]) -> Layout | None:
+        """For the upstream client: the layout of the last answer to this request, to decode
+        the next one as a delta."""
+        return self._repeats.layout(region, ids)
+
     async def process_answer(
         self, region: str | None, request: list[str], answer: InventoryAnswer, observed_at: float
     ) -> list[Transition]:
@@ -117,7 +123,7 @@ class Processor:
                     self._metrics.upstream_repeated_answers_total.inc()
                     return []
             # The events' states moved since (another batch, a reload): judge it after all.
-            decoded = parse_answer(answer.repeat, request)
+            decoded = parse_answer(answer.repeat, request, keep_layout=True)
             answer.ids, answer.statuses, answer.resales = (
                 decoded.ids,
                 decoded.statuses,
@@ -125,6 +131,10 @@ class Processor:
             )
             answer.unknown_statuses, answer.ignored = decoded.unknown_statuses, decoded.ignored
             answer.missing, answer.repeat = decoded.missing, None
+            answer.layout = decoded.layout
+        if answer.digest is not None:
+            # The next answer to this request is decoded against this one (None: in full).
+            self._repeats.keep_layout(region, request, answer.layout)
         detection, stored = await self._judge(
             catalog, answer.ids, answer.statuses, answer.resales, observed_at
         )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.core.transitions import EventState
+from monitor.upstream.delta import Layout
 
 
 @dataclass(slots=True)
@@ -32,12 +33,15 @@ class RepeatMemo:
     """The last unchanged answer per request (region and ID list), a bounded number of them.
 
     Memory: two pointers per event of a remembered request (the request's IDs and states are
-    shared objects), so about 16 bytes per watched event.
+    shared objects), so about 16 bytes per watched event; and a layout per request.
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
         self._max = max_entries
         self._seen: dict[tuple[str | None, int, int], Seen] = {}
+        # The layout of the last decoded answer per request, for decoding the next one as a
+        # delta (`monitor.upstream.delta`): 24 bytes per event of a remembered request.
+        self._layouts: dict[tuple[str | None, int, int], tuple[list[str], Layout]] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -60,3 +64,20 @@ class RepeatMemo:
         if len(self._seen) >= self._max:
             del self._seen[next(iter(self._seen))]
         self._seen[key] = seen
+
+    def layout(self, region: str | None, ids: list[str]) -> Layout | None:
+        """The layout of the last decoded answer to this request, if kept."""
+        kept = self._layouts.get(self._key(region, ids))
+        if kept is None or kept[0] != ids:
+            return None
+        return kept[1]
+
+    def keep_layout(self, region: str | None, ids: list[str], layout: Layout | None) -> None:
+        """Keep (or, with None, forget) the layout of the answer just decoded for a request."""
+        key = self._key(region, ids)
+        self._layouts.pop(key, None)
+        if layout is None:
+            return
+        if len(self._layouts) >= self._max:
+            del self._layouts[next(iter(self._layouts))]
+        self._layouts[key] = (ids, layout)

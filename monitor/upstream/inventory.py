@@ -21,6 +21,7 @@ from monitor.domain import STATUS_SET, UNKNOWN, Observation
 from monitor.logs import redact
 from monitor.poller.budget import Slot
 from monitor.secrets import Secret
+from monitor.upstream.delta import CANONICAL, Layout, decode_delta, layout_of
 from monitor.upstream.errors import (
     AuthFailed,
     BadRequest,
@@ -52,14 +53,12 @@ class InventoryAnswer:
     rate: RateHeaders | None = None
     digest: bytes | None = None  # of the body, when the caller asked for repeats to be spotted
     repeat: bytes | None = None  # the body, left undecoded: the caller has seen it before
+    layout: Layout | None = None  # for decoding the next answer to the same request (delta)
 
     @property
     def observations(self) -> list[Observation]:
         """The same answer as one Observation per event."""
         return list(map(Observation, self.ids, self.statuses, self.resales))
-
-
-_STATUS_OR_NONE = STATUS_SET | {None}
 
 
 def body_digest(body: bytes) -> bytes:
@@ -86,22 +85,36 @@ def _fast_columns(data: list[Any], requested: list[str]) -> InventoryAnswer | No
         ids = _column(data, "eventId")
         if ids != requested and _column(data, "eventid") != requested:
             return None
-        statuses = _column(data, "status")
-        resales = _column(data, "resaleStatus")
-        if not (_STATUS_OR_NONE.issuperset(statuses) and _STATUS_OR_NONE.issuperset(resales)):
-            return None
-    except (TypeError, AttributeError):
-        return None  # not objects, an unhashable value
+        # Known values only, each as its one shared object (a KeyError otherwise).
+        canonical = CANONICAL.__getitem__
+        statuses = list(map(canonical, _column(data, "status")))
+        resales = list(map(canonical, _column(data, "resaleStatus")))
+    except (TypeError, AttributeError, KeyError):
+        return None  # not objects, an unhashable or unknown value
     # The request's ID objects, not the decoded copies: those are the ones the daemon keeps.
     return InventoryAnswer(requested, statuses, resales)
 
 
-def parse_answer(body: bytes, requested: Sequence[str]) -> InventoryAnswer:
+def parse_answer(
+    body: bytes,
+    requested: Sequence[str],
+    previous: Layout | None = None,
+    *,
+    keep_layout: bool = False,
+) -> InventoryAnswer:
     """Validate an answer body (pure). Raises MalformedAnswer unless it is a JSON array of objects.
 
     `eventId` and `eventid` are both accepted (the seeds disagree); unknown status strings count
     as UNKNOWN; IDs nobody asked for are ignored; IDs asked for but absent give no observation.
+
+    With `previous` (the layout of the last answer to the same request), only the objects that
+    changed are decoded when that can be done (`monitor.upstream.delta`); the result is the
+    same. With `keep_layout`, the answer carries its own layout for the next one.
     """
+    if previous is not None and isinstance(requested, list):
+        delta = decode_delta(body, requested, previous)
+        if delta is not None:
+            return InventoryAnswer(requested, delta[0], delta[1], layout=delta[2])
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -110,6 +123,8 @@ def parse_answer(body: bytes, requested: Sequence[str]) -> InventoryAnswer:
         raise MalformedAnswer(f"answer is a JSON {type(data).__name__}, not an array")
     fast = _fast_columns(data, requested if isinstance(requested, list) else list(requested))
     if fast is not None:
+        if keep_layout:
+            fast.layout = layout_of(body, fast.statuses, fast.resales)
         return fast
     wanted = {e: e for e in requested}  # to keep the request's ID objects, as above
     seen: set[str] = set()
@@ -215,13 +230,16 @@ class InventoryClient:
         region: str | None = None,
         slot: Slot | None = None,
         known: Callable[[bytes], bool] | None = None,
+        previous: Layout | None = None,
     ) -> InventoryAnswer:
         """One request for `event_ids` (all of one region). Raises an UpstreamError subclass.
 
         `slot` (from the rate budget) is marked sent when the request headers are written (see
         `trace_config`), or when the attempt ends without that having happened. With `known`,
         a 2xx body's digest is taken (`body_digest`) and given to it; when it says the body was
-        seen before, the answer comes back undecoded (`repeat`, no columns).
+        seen before, the answer comes back undecoded (`repeat`, no columns); otherwise it is
+        decoded against `previous` (the layout of the last answer to this request) and carries
+        its own layout.
         """
         ctx = {"slot": slot} if slot is not None else None
         joined = ",".join(event_ids)
@@ -258,7 +276,7 @@ class InventoryClient:
         finally:
             if slot is not None:
                 slot.sent()  # no-op when the trace hook saw the headers go
-        return self._classify(status, headers, body, event_ids, known)
+        return self._classify(status, headers, body, event_ids, known, previous)
 
     def _classify(
         self,
@@ -267,6 +285,7 @@ class InventoryClient:
         body: bytes,
         event_ids: Sequence[str],
         known: Callable[[bytes], bool] | None = None,
+        previous: Layout | None = None,
     ) -> InventoryAnswer:
         rate = rate_headers(headers)
         if 200 <= status < 300:
@@ -274,7 +293,7 @@ class InventoryClient:
             if digest is not None and known is not None and known(digest):
                 answer = InventoryAnswer(list(event_ids), [], [], repeat=body)
             else:
-                answer = parse_answer(body, event_ids)
+                answer = parse_answer(body, event_ids, previous, keep_layout=known is not None)
             answer.digest = digest
             answer.rate = rate
             return answer
