@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import aiohttp
 import orjson
 import pytest
@@ -10,6 +12,7 @@ from monitor.config.catalog import build_catalog
 from monitor.core.transitions import EventState
 from monitor.poller.repeats import RepeatMemo, Seen
 from monitor.secrets import Secret
+from monitor.upstream.delta import Layout
 from monitor.upstream.inventory import InventoryAnswer, InventoryClient, body_digest, parse_answer
 from tests.conftest import API_KEY, make_config
 
@@ -53,6 +56,64 @@ def test_memo_is_bounded_and_keeps_the_newest():
     assert len(memo) == 2
     assert memo.recall(None, ["e2"], b"d") is None
     assert memo.recall(None, ["e2"], b"new") is not None
+
+
+def _layout(n: int) -> Layout:
+    return Layout(array("q", [0] * n), [AV] * n, [AV] * n)
+
+
+def test_memo_holds_at_most_max_ids_per_table_oldest_out():
+    memo = RepeatMemo(max_ids=10)
+    requests = [[f"r{r}e{i}" for i in range(4)] for r in range(4)]
+    for ids in requests:
+        memo.remember(None, seen(ids))
+        memo.keep_layout(None, ids, _layout(4))
+    # 4 IDs each, at most 10 held: the two newest requests stay, in each table.
+    assert [memo.recall(None, ids, b"d") is not None for ids in requests] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert [memo.layout(None, ids) is not None for ids in requests] == [False, False, True, True]
+    memo.keep_layout(None, requests[2], _layout(4))  # kept again: now the newest
+    memo.keep_layout(None, requests[0], _layout(4))
+    assert [memo.layout(None, ids) is not None for ids in requests] == [True, False, True, False]
+    memo.keep_layout(None, requests[2], None)  # forgotten: frees its IDs
+    memo.keep_layout(None, requests[1], _layout(4))
+    assert [memo.layout(None, ids) is not None for ids in requests] == [True, True, False, False]
+
+
+def test_lowering_the_limit_drops_the_oldest_at_once():
+    memo = RepeatMemo()
+    requests = [[f"r{r}e{i}" for i in range(3)] for r in range(5)]
+    for ids in requests:
+        memo.remember(None, seen(ids))
+        memo.keep_layout(None, ids, _layout(3))
+    memo.limit_ids(6)
+    assert len(memo) == 2
+    assert [memo.layout(None, ids) is not None for ids in requests] == [False] * 3 + [True] * 2
+
+
+async def test_processor_bounds_the_memo_by_the_watched_events(sim, tmp_path, start_daemon):
+    """Requests that churn (here: every answer to a request no longer made) cannot hold more
+    than twice the watched events plus a batch."""
+    d = await start_daemon(
+        make_config(
+            sim.url, tmp_path / "s.db", f"watch_sets:\n  - {{name: m, events: [{A}, {B}]}}\n"
+        )
+    )
+    proc = d.processor
+    raw = body((A, AV), (B, AV))
+    for i in range(3000):
+        request = [A, B] if i % 2 else [B, A]
+        answer = parse_answer(raw if i % 2 else body((B, AV), (A, AV)), request, keep_layout=True)
+        answer.digest = body_digest(f"{i}".encode())
+        await proc.process_answer(f"region-{i}", request, answer, float(i))
+    memo = proc._repeats
+    assert memo._layout_ids <= 2 * 2 + 1000
+    assert memo._seen_ids <= 2 * 2 + 1000
+    assert len(memo._layouts) <= (2 * 2 + 1000) // 2
 
 
 async def test_client_leaves_a_known_body_undecoded(sim):

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from monitor.clock import Clock, SystemClock, iso_utc
 from monitor.config.catalog import Catalog
+from monitor.core.batching import MAX_BATCH
 from monitor.core.transitions import EMPTY_STATE, Candidate, Detection, detect_columns
 from monitor.domain import UNKNOWN, Observation, Transition
 from monitor.logs import get_logger, is_enabled
@@ -73,6 +74,7 @@ class Processor:
         self._metrics = metrics
         self.notifiers: list[Notifier] = list(notifiers)
         self._repeats = RepeatMemo()
+        self._sized_for: Catalog | None = None  # the catalog the memo's bounds were set for
 
     def _watch_sets(self, catalog: Catalog, cand: Candidate) -> tuple[str, ...]:
         spec = catalog.profiles.get(cand.event_id)
@@ -111,6 +113,9 @@ class Processor:
         """Judge, store and publish one upstream answer to `request`; a repeat of an answer
         that changed nothing costs almost nothing (see `monitor.poller.repeats`)."""
         catalog = self._catalog()
+        if catalog is not self._sized_for:
+            self._sized_for = catalog
+            self._repeats.limit_ids(2 * len(catalog.profiles) + MAX_BATCH)
         live = self._live
         if answer.repeat is not None:
             seen = self._repeats.recall(region, request, answer.digest or b"")
