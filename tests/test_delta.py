@@ -10,12 +10,21 @@ import pytest
 
 from monitor.domain import STATUSES
 from monitor.secrets import Secret
-from monitor.upstream.delta import Layout, decode_delta, layout_of, objects
+from monitor.upstream import delta as delta_module
+from monitor.upstream.delta import MOST_CHANGED, Layout, decode_delta, layout_of, objects
 from monitor.upstream.errors import MalformedAnswer
 from monitor.upstream.inventory import InventoryClient, parse_answer
 from tests.conftest import API_KEY, make_config
 
 N = 40
+
+
+@pytest.fixture(autouse=True)
+def _delta_enabled(monkeypatch):
+    """As in any process whose hash seed is drawn at random (see `delta.ENABLED`)."""
+    monkeypatch.setattr(delta_module, "ENABLED", True)
+
+
 IDS = [f"EVT{i:013d}" for i in range(N)]
 AV, FEW, SOLD = "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT", "TICKETS_NOT_AVAILABLE"
 
@@ -184,7 +193,7 @@ def test_random_changes_decode_as_in_full(seed):
 def test_layout_keeps_one_shared_object_per_status():
     decoded = orjson.loads(PREVIOUS)
     statuses = [d["status"] for d in decoded]
-    layout = layout_of(PREVIOUS, statuses, [d["resaleStatus"] for d in decoded])
+    layout = layout_of(PREVIOUS, IDS, statuses, [d["resaleStatus"] for d in decoded])
     assert layout is not None
     assert all(s is STATUSES[STATUSES.index(s)] for s in layout.statuses)
     assert not any(s is t for s, t in zip(layout.statuses, statuses, strict=True))
@@ -197,9 +206,22 @@ def test_objects_needs_exactly_one_flat_object_per_event():
     assert objects(b"[]", 0) is None
 
 
-async def test_the_daemon_decodes_a_changed_answer_as_a_delta(sim, tmp_path, start_daemon):
+async def test_the_daemon_decodes_a_changed_answer_as_a_delta(
+    sim, tmp_path, start_daemon, monkeypatch
+):
     """Through the real simulator: one event of eight changes between two polls; the second
     answer is decoded against the first one's layout, and the transition is the one expected."""
+    from monitor.upstream import inventory
+
+    deltas: list[bool] = []
+    real = inventory.decode_delta
+
+    def spy(*args):
+        out = real(*args)
+        deltas.append(out is not None)
+        return out
+
+    monkeypatch.setattr(inventory, "decode_delta", spy)
     ids = [f"EVTDELTA{i:08d}" for i in range(8)]
     listed = ", ".join(ids)
     d = await start_daemon(
@@ -213,6 +235,7 @@ async def test_the_daemon_decodes_a_changed_answer_as_a_delta(sim, tmp_path, sta
     sim.world.set_status(ids[2], status=SOLD)
     await d.scheduler.run_once()
     assert d.live.status(ids[2]) == SOLD
+    assert deltas == [True]  # the second answer went through the delta, and only it
     after = d.processor.last_layout(None, ids)
     assert after is not None and after is not layout
     assert after.statuses[2] == SOLD
@@ -224,3 +247,166 @@ async def test_the_daemon_decodes_a_changed_answer_as_a_delta(sim, tmp_path, sta
         answer = await client.fetch(ids, previous=after, known=lambda digest: False)
         assert answer.statuses[5] == FEW and answer.statuses[2] == SOLD
         assert answer.layout is not None
+
+
+def test_a_fixed_hash_seed_turns_the_delta_off(monkeypatch):
+    layout = previous_layout()
+    new = changed(p3={"eventId": IDS[3], "status": SOLD, "resaleStatus": AV})
+    assert decode_delta(new, IDS, layout) is not None
+    monkeypatch.setattr(delta_module, "ENABLED", False)
+    assert decode_delta(new, IDS, layout) is None
+    assert parse_answer(PREVIOUS, IDS, keep_layout=True).layout is None
+    assert parse_answer(new, IDS, layout).statuses[3] == SOLD
+
+
+def _all_eventid_with_one_stray_eventid_key() -> tuple[bytes, list[dict[str, object]]]:
+    data: list[dict[str, object]] = [{"eventid": e, "status": AV, "resaleStatus": AV} for e in IDS]
+    data[0] = {"eventId": "LEGACY-0", "eventid": IDS[0], "status": AV, "resaleStatus": AV}
+    return orjson.dumps(data), data
+
+
+def test_eventid_column_is_read_only_where_no_object_has_an_eventId():
+    """Found in review: the full decode read `eventid` throughout although one object had an
+    `eventId` of its own, which the careful path reads first. Both paths now agree, and no
+    layout is kept from such an answer, so a delta cannot carry the first reading on."""
+    body, data = _all_eventid_with_one_stray_eventid_key()
+    first = parse_answer(body, IDS, keep_layout=True)
+    assert first.layout is None
+    assert IDS[0] in first.missing and first.ignored == 1
+    data[1] = {"eventId": IDS[1], "status": SOLD, "resaleStatus": AV}
+    new = orjson.dumps(data)
+    assert parse_answer(new, IDS, first.layout).missing == parse_answer(new, IDS).missing
+
+
+def test_no_layout_from_an_answer_the_careful_path_read():
+    data = items(list(BASE))
+    data[4] = {"eventId": IDS[4], "status": "NEW_KIND", "resaleStatus": AV}
+    careful = parse_answer(orjson.dumps(data), IDS, keep_layout=True)
+    assert careful.unknown_statuses == 1 and careful.layout is None
+
+
+def test_a_delta_that_fails_leaves_the_layout_as_it_was():
+    layout = previous_layout()
+    before = (list(layout.hashes), list(layout.statuses), list(layout.resales))
+    new = changed(
+        p1={"eventId": IDS[1], "status": SOLD, "resaleStatus": AV},
+        p30={"eventId": IDS[30], "status": "NEW_KIND", "resaleStatus": AV},
+    )
+    assert decode_delta(new, IDS, layout) is None
+    assert (list(layout.hashes), list(layout.statuses), list(layout.resales)) == before
+    ok = decode_delta(
+        changed(p1={"eventId": IDS[1], "status": SOLD, "resaleStatus": AV}), IDS, layout
+    )
+    assert ok is not None
+    ok[0][2] = "changed by the caller"  # the answer's columns are not the layout's
+    assert ok[2].statuses[2] == BASE[2]
+
+
+def test_a_layout_serves_only_its_own_request_and_length():
+    layout = previous_layout()
+    other = [f"OTHER{i:011d}" for i in range(N)]
+    # The very same bytes, asked for under other IDs: no object changed, yet none is theirs.
+    assert decode_delta(PREVIOUS, other, layout) is None
+    assert parse_answer(PREVIOUS, other, layout).missing == other
+    assert decode_delta(PREVIOUS, IDS[:-1], layout) is None
+    assert layout_of(PREVIOUS, IDS[:-1], list(BASE), list(BASE)) is None
+    braces = orjson.dumps([{**item, "x": "}{"} for item in items(list(BASE))])
+    assert layout_of(braces, IDS, list(BASE), [AV] * N) is None
+
+
+@pytest.mark.parametrize(
+    ("k", "by_delta"), [(int(N * MOST_CHANGED), True), (int(N * MOST_CHANGED) + 1, False)]
+)
+def test_the_share_of_changed_objects_a_delta_takes(k, by_delta):
+    # Every resale status in BASE is AV: each of the k objects really changes.
+    new = changed(
+        **{f"p{i}": {"eventId": IDS[i], "status": BASE[i], "resaleStatus": FEW} for i in range(k)}
+    )
+    assert (decode_delta(new, IDS, previous_layout()) is not None) == by_delta
+
+
+def test_one_event_answers():
+    ids = IDS[:1]
+    old = orjson.dumps([{"eventId": ids[0], "status": AV, "resaleStatus": AV}])
+    layout = parse_answer(old, ids, keep_layout=True).layout
+    assert layout is not None
+    assert decode_delta(old, ids, layout) is not None  # nothing changed: nothing to decode
+    new = orjson.dumps([{"eventId": ids[0], "status": FEW, "resaleStatus": AV}])
+    assert decode_delta(new, ids, layout) is None  # one of one changed: past the share
+
+
+def _odd_object(rng: random.Random, eid: str) -> bytes:
+    """One object as an upstream might send it, odd ones included (spellings, junk IDs,
+    unknown or non-string values, braces and escapes in strings, spacing, duplicate keys)."""
+    fields: dict[str, object] = {}
+    mode = rng.random()
+    if mode < 0.6:
+        fields["eventId"] = eid
+    elif mode < 0.75:
+        fields["eventid"] = eid
+    elif mode < 0.85:
+        fields["eventId"] = rng.choice(["X", None, 5, ""])
+        fields["eventid"] = eid
+    else:
+        fields["eventId"] = eid
+        fields["eventid"] = rng.choice(["X", eid])
+    values = [*STATUSES, None, "NEW_KIND", 3, True, [], "tickets_available"]
+    for key in ("status", "resaleStatus"):
+        if rng.random() < 0.9:
+            fields[key] = rng.choice(values)
+    if rng.random() < 0.1:
+        fields["x"] = rng.choice(["}{", "},{", "\u007b", 'a"b', [1, {"y": 1}], {"z": 2}])
+    pairs = list(fields.items())
+    rng.shuffle(pairs)
+    out = b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in pairs) + b"}"
+    if rng.random() < 0.05:
+        out = out.replace(b"{", b"{ ", 1)
+    if rng.random() < 0.05:
+        out = out[:-1] + b',"status":"TICKETS_NOT_AVAILABLE"}'
+    return out
+
+
+def _decoded(body: bytes, ids: list[str], layout: Layout | None) -> tuple[object, ...]:
+    try:
+        a = parse_answer(body, ids, layout, keep_layout=True)
+    except MalformedAnswer:
+        return ("malformed",)
+    return (a.ids, a.statuses, a.resales, a.unknown_statuses, a.ignored, a.missing)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_odd_answers_decode_as_in_full(seed):
+    """Chains of answers with odd objects among plain ones: with or without the last layout,
+    every field of the decoded answer is the same (the fuzzing that found the `eventid` case)."""
+    rng = random.Random(seed)
+    n = rng.choice([1, 2, 3, 5, 8, 13, 40])
+    ids = [f"EV{seed}_{i}" for i in range(n)]
+    objs = [
+        orjson.dumps({"eventId": e, "status": rng.choice(STATUSES), "resaleStatus": AV})
+        for e in ids
+    ]
+    if rng.random() < 0.3:  # `eventid` throughout, some with a stray `eventId` too
+        objs = [
+            orjson.dumps({"eventId": rng.choice(["X", 5, ""]), "eventid": e, "status": AV})
+            if rng.random() < 0.2
+            else orjson.dumps({"eventid": e, "status": rng.choice(STATUSES)})
+            for e in ids
+        ]
+    layout = parse_answer(b"[" + b",".join(objs) + b"]", ids, keep_layout=True).layout
+    for _ in range(10):
+        for i in rng.sample(range(n), min(n, rng.randint(0, max(1, n // 4)))):
+            objs[i] = (
+                _odd_object(rng, ids[i] if rng.random() < 0.9 else rng.choice(ids))
+                if rng.random() < 0.5
+                else orjson.dumps(
+                    {"eventId": ids[i], "status": rng.choice(STATUSES), "resaleStatus": AV}
+                )
+            )
+        body = b"[" + b",".join(objs) + b"]"
+        assert _decoded(body, ids, layout) == _decoded(body, ids, None)
+        try:
+            got = parse_answer(body, ids, layout, keep_layout=True)
+        except MalformedAnswer:
+            continue
+        if got.layout is not None:
+            layout = got.layout

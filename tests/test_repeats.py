@@ -58,8 +58,9 @@ def test_memo_is_bounded_and_keeps_the_newest():
     assert memo.recall(None, ["e2"], b"new") is not None
 
 
-def _layout(n: int) -> Layout:
-    return Layout(array("q", [0] * n), [AV] * n, [AV] * n)
+def _layout(ids: list[str]) -> Layout:
+    n = len(ids)
+    return Layout(ids, array("q", [0] * n), [AV] * n, [AV] * n)
 
 
 def test_memo_holds_at_most_max_ids_per_table_oldest_out():
@@ -67,7 +68,7 @@ def test_memo_holds_at_most_max_ids_per_table_oldest_out():
     requests = [[f"r{r}e{i}" for i in range(4)] for r in range(4)]
     for ids in requests:
         memo.remember(None, seen(ids))
-        memo.keep_layout(None, ids, _layout(4))
+        memo.keep_layout(None, ids, _layout(ids))
     # 4 IDs each, at most 10 held: the two newest requests stay, in each table.
     assert [memo.recall(None, ids, b"d") is not None for ids in requests] == [
         False,
@@ -76,11 +77,11 @@ def test_memo_holds_at_most_max_ids_per_table_oldest_out():
         True,
     ]
     assert [memo.layout(None, ids) is not None for ids in requests] == [False, False, True, True]
-    memo.keep_layout(None, requests[2], _layout(4))  # kept again: now the newest
-    memo.keep_layout(None, requests[0], _layout(4))
+    memo.keep_layout(None, requests[2], _layout(requests[2]))  # kept again: now the newest
+    memo.keep_layout(None, requests[0], _layout(requests[0]))
     assert [memo.layout(None, ids) is not None for ids in requests] == [True, False, True, False]
     memo.keep_layout(None, requests[2], None)  # forgotten: frees its IDs
-    memo.keep_layout(None, requests[1], _layout(4))
+    memo.keep_layout(None, requests[1], _layout(requests[1]))
     assert [memo.layout(None, ids) is not None for ids in requests] == [True, True, False, False]
 
 
@@ -89,7 +90,7 @@ def test_lowering_the_limit_drops_the_oldest_at_once():
     requests = [[f"r{r}e{i}" for i in range(3)] for r in range(5)]
     for ids in requests:
         memo.remember(None, seen(ids))
-        memo.keep_layout(None, ids, _layout(3))
+        memo.keep_layout(None, ids, _layout(ids))
     memo.limit_ids(6)
     assert len(memo) == 2
     assert [memo.layout(None, ids) is not None for ids in requests] == [False] * 3 + [True] * 2
@@ -193,3 +194,18 @@ async def test_repeat_is_judged_again_after_a_reload(sim, tmp_path, start_daemon
     assert await proc.process_answer(None, [A], repeated, 3.0) == []
     assert repeated.repeat is None and repeated.statuses == [AV]  # decoded and judged this time
     assert d.live.states == states_before
+
+
+def test_a_layout_is_found_only_for_its_own_request(monkeypatch):
+    memo = RepeatMemo()
+    memo.keep_layout(None, [A, B], _layout([A, B]))
+    assert memo.layout(None, [A, B]) is not None
+    assert memo.layout("UK", [A, B]) is None
+    assert memo.layout(None, [B, A]) is None
+    # Two requests whose keys collide: the IDs are compared all the same.
+    monkeypatch.setattr(RepeatMemo, "_key", staticmethod(lambda region, ids: (region, 0, 0)))
+    memo.keep_layout(None, [A, B], _layout([A, B]))
+    assert memo.layout(None, [A, B]) is not None
+    assert memo.layout(None, ["X", "Y"]) is None
+    with pytest.raises(ValueError, match="another request"):
+        memo.keep_layout(None, ["X", "Y"], _layout([A, B]))

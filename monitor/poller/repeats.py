@@ -52,7 +52,7 @@ class RepeatMemo:
         self._seen_ids = 0
         # The layout of the last decoded answer per request, for decoding the next one as a
         # delta (`monitor.upstream.delta`).
-        self._layouts: dict[_Key, tuple[list[str], Layout]] = {}
+        self._layouts: dict[_Key, Layout] = {}
         self._layout_ids = 0
 
     def __len__(self) -> int:
@@ -87,18 +87,20 @@ class RepeatMemo:
     def layout(self, region: str | None, ids: list[str]) -> Layout | None:
         """The layout of the last decoded answer to this request, if kept."""
         kept = self._layouts.get(self._key(region, ids))
-        if kept is None or kept[0] != ids:
+        if kept is None or kept.ids != ids:
             return None
-        return kept[1]
+        return kept
 
     def keep_layout(self, region: str | None, ids: list[str], layout: Layout | None) -> None:
         """Keep (or, with None, forget) the layout of the answer just decoded for a request."""
         key = self._key(region, ids)
         gone = self._layouts.pop(key, None)
-        held = self._layout_ids - (len(gone[0]) if gone is not None else 0)
+        held = self._layout_ids - (len(gone.ids) if gone is not None else 0)
         if layout is not None:
+            if layout.ids != ids:
+                raise ValueError("a layout of another request")
             held = self._trim(self._layouts, held, len(ids), _layout_len)
-            self._layouts[key] = (ids, layout)
+            self._layouts[key] = layout
             held += len(ids)
         self._layout_ids = held
 
@@ -120,5 +122,5 @@ def _seen_len(seen: Seen) -> int:
     return len(seen.ids)
 
 
-def _layout_len(kept: tuple[list[str], Layout]) -> int:
-    return len(kept[0])
+def _layout_len(kept: Layout) -> int:
+    return len(kept.ids)

@@ -83,7 +83,11 @@ def _fast_columns(data: list[Any], requested: list[str]) -> InventoryAnswer | No
         return None
     try:
         ids = _column(data, "eventId")
-        if ids != requested and _column(data, "eventid") != requested:
+        # `eventid` only where no object has an `eventId` (the careful path reads `eventId`
+        # first, and falls back to `eventid` only where that is absent or null).
+        if ids != requested and (
+            any(e is not None for e in ids) or _column(data, "eventid") != requested
+        ):
             return None
         # Known values only, each as its one shared object (a KeyError otherwise).
         canonical = CANONICAL.__getitem__
@@ -124,7 +128,7 @@ def parse_answer(
     fast = _fast_columns(data, requested if isinstance(requested, list) else list(requested))
     if fast is not None:
         if keep_layout:
-            fast.layout = layout_of(body, fast.statuses, fast.resales)
+            fast.layout = layout_of(body, fast.ids, fast.statuses, fast.resales)
         return fast
     wanted = {e: e for e in requested}  # to keep the request's ID objects, as above
     seen: set[str] = set()
