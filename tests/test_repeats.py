@@ -112,8 +112,8 @@ async def test_processor_bounds_the_memo_by_the_watched_events(sim, tmp_path, st
         answer.digest = body_digest(f"{i}".encode())
         await proc.process_answer(f"region-{i}", request, answer, float(i))
     memo = proc._repeats
-    assert memo._layout_ids <= 2 * 2 + 1000
-    assert memo._seen_ids <= 2 * 2 + 1000
+    assert memo._layouts.held <= 2 * 2 + 1000
+    assert memo._seen.held <= 2 * 2 + 1000
     assert len(memo._layouts) <= (2 * 2 + 1000) // 2
 
 
@@ -203,9 +203,31 @@ def test_a_layout_is_found_only_for_its_own_request(monkeypatch):
     assert memo.layout("UK", [A, B]) is None
     assert memo.layout(None, [B, A]) is None
     # Two requests whose keys collide: the IDs are compared all the same.
-    monkeypatch.setattr(RepeatMemo, "_key", staticmethod(lambda region, ids: (region, 0, 0)))
+    monkeypatch.setattr(
+        RepeatMemo, "_key", staticmethod(lambda region, ids: (region, 0, None, None))
+    )
     memo.keep_layout(None, [A, B], _layout([A, B]))
+    memo.remember(None, seen([A, B]))
     assert memo.layout(None, [A, B]) is not None
     assert memo.layout(None, ["X", "Y"]) is None
+    assert memo.recall(None, [A, B], b"d") is not None
+    assert memo.recall(None, ["X", "Y"], b"d") is None
     with pytest.raises(ValueError, match="another request"):
         memo.keep_layout(None, ["X", "Y"], _layout([A, B]))
+
+
+def test_requests_that_differ_inside_take_each_others_place():
+    """The key reads a request's length and ends only: two requests alike there share it, and
+    each is found only while it is the one kept."""
+    first, second = [A, "M1", B], [A, "M2", B]
+    memo = RepeatMemo()
+    memo.remember(None, seen(first))
+    memo.keep_layout(None, first, _layout(first))
+    assert memo.recall(None, second, b"d") is None
+    assert memo.layout(None, second) is None
+    memo.remember(None, seen(second))
+    memo.keep_layout(None, second, _layout(second))
+    assert memo.recall(None, first, b"d") is None and memo.layout(None, first) is None
+    assert memo.recall(None, second, b"d") is not None
+    assert memo.layout(None, second) is not None
+    assert (memo._seen.held, memo._layouts.held) == (3, 3)

@@ -10,9 +10,9 @@ decoding and judging are skipped, and only the observation times move.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 from monitor.core.transitions import EventState
 from monitor.upstream.delta import Layout
@@ -30,7 +30,53 @@ class Seen:
     missing: list[str]
 
 
-_Key = tuple[str | None, int, int]
+_Key = tuple[str | None, int, str | None, str | None]
+
+
+class _HasIds(Protocol):
+    ids: list[str]
+
+
+V = TypeVar("V", bound=_HasIds)
+
+
+class _Table(Generic[V]):
+    """Entries by request, least recently put first out: at most `max_entries` of them, and
+    (when `max_ids` is set) at most that many IDs over all of them."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self.max_ids: int | None = None
+        self.held = 0  # IDs over all entries
+        self._entries: dict[_Key, V] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: _Key, ids: list[str]) -> V | None:
+        """The entry for this request (keys may collide: its IDs are compared)."""
+        entry = self._entries.get(key)
+        return entry if entry is not None and entry.ids == ids else None
+
+    def put(self, key: _Key, entry: V | None) -> None:
+        """Replace the key's entry (None: just drop it), making room first."""
+        gone = self._entries.pop(key, None)
+        if gone is not None:
+            self.held -= len(gone.ids)
+        if entry is not None:
+            self.trim(len(entry.ids))
+            self._entries[key] = entry
+            self.held += len(entry.ids)
+
+    def trim(self, coming: int = 0) -> None:
+        """Drop the oldest entries until one of `coming` IDs fits (0: until within bounds)."""
+        room = 1 if coming else 0
+        entries = self._entries
+        while entries and (
+            len(entries) + room > self.max_entries
+            or (self.max_ids is not None and self.held + coming > self.max_ids)
+        ):
+            self.held -= len(entries.pop(next(iter(entries))).ids)
 
 
 class RepeatMemo:
@@ -46,81 +92,45 @@ class RepeatMemo:
     """
 
     def __init__(self, max_entries: int = 4096, max_ids: int | None = None) -> None:
-        self._max = max_entries
-        self._max_ids = max_ids
-        self._seen: dict[_Key, Seen] = {}
-        self._seen_ids = 0
+        self._seen: _Table[Seen] = _Table(max_entries)
         # The layout of the last decoded answer per request, for decoding the next one as a
         # delta (`monitor.upstream.delta`).
-        self._layouts: dict[_Key, Layout] = {}
-        self._layout_ids = 0
+        self._layouts: _Table[Layout] = _Table(max_entries)
+        if max_ids is not None:
+            self.limit_ids(max_ids)
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def limit_ids(self, max_ids: int) -> None:
         """Hold at most this many IDs in each table (the oldest entries go now if over)."""
-        self._max_ids = max_ids
-        self._seen_ids = self._trim(self._seen, self._seen_ids, 0, _seen_len)
-        self._layout_ids = self._trim(self._layouts, self._layout_ids, 0, _layout_len)
+        for table in (self._seen, self._layouts):
+            table.max_ids = max_ids
+            table.trim()
 
     @staticmethod
     def _key(region: str | None, ids: Sequence[str]) -> _Key:
-        return (region, len(ids), hash(tuple(ids)))
+        # O(1), not a hash of the whole list: the tables compare the IDs of what they find, so
+        # requests that share a key only take each other's place.
+        if not ids:
+            return (region, 0, None, None)
+        return (region, len(ids), ids[0], ids[-1])
 
     def recall(self, region: str | None, ids: list[str], digest: bytes) -> Seen | None:
         """The entry for this request if its answer had this digest."""
-        seen = self._seen.get(self._key(region, ids))
-        if seen is None or seen.digest != digest or seen.ids != ids:
-            return None
-        return seen
+        seen = self._seen.get(self._key(region, ids), ids)
+        return seen if seen is not None and seen.digest == digest else None
 
     def remember(self, region: str | None, seen: Seen) -> None:
         """Keep an answer that changed nothing (replacing the request's entry)."""
-        key = self._key(region, seen.ids)
-        gone = self._seen.pop(key, None)
-        held = self._seen_ids - (len(gone.ids) if gone is not None else 0)
-        held = self._trim(self._seen, held, len(seen.ids), _seen_len)
-        self._seen[key] = seen
-        self._seen_ids = held + len(seen.ids)
+        self._seen.put(self._key(region, seen.ids), seen)
 
     def layout(self, region: str | None, ids: list[str]) -> Layout | None:
         """The layout of the last decoded answer to this request, if kept."""
-        kept = self._layouts.get(self._key(region, ids))
-        if kept is None or kept.ids != ids:
-            return None
-        return kept
+        return self._layouts.get(self._key(region, ids), ids)
 
     def keep_layout(self, region: str | None, ids: list[str], layout: Layout | None) -> None:
         """Keep (or, with None, forget) the layout of the answer just decoded for a request."""
-        key = self._key(region, ids)
-        gone = self._layouts.pop(key, None)
-        held = self._layout_ids - (len(gone.ids) if gone is not None else 0)
-        if layout is not None:
-            if layout.ids != ids:
-                raise ValueError("a layout of another request")
-            held = self._trim(self._layouts, held, len(ids), _layout_len)
-            self._layouts[key] = layout
-            held += len(ids)
-        self._layout_ids = held
-
-    def _trim(
-        self, table: dict[_Key, Any], held: int, coming: int, size: Callable[[Any], int]
-    ) -> int:
-        """Drop the oldest entries until one of `coming` IDs fits (0: until within bounds);
-        returns the IDs still held."""
-        room = 1 if coming else 0
-        limit = self._max_ids
-        while table and (
-            len(table) + room > self._max or (limit is not None and held + coming > limit)
-        ):
-            held -= size(table.pop(next(iter(table))))
-        return held
-
-
-def _seen_len(seen: Seen) -> int:
-    return len(seen.ids)
-
-
-def _layout_len(kept: Layout) -> int:
-    return len(kept.ids)
+        if layout is not None and layout.ids != ids:
+            raise ValueError("a layout of another request")
+        self._layouts.put(self._key(region, ids), layout)
