@@ -58,18 +58,23 @@ def changed(**at: object) -> bytes:
     return orjson.dumps(data)
 
 
+def obj(i: int, **fields: object) -> dict[str, object]:
+    """The object of the event at place i, its status changed to SOLD unless told otherwise."""
+    return {"eventId": IDS[i], "status": SOLD, "resaleStatus": AV, **fields}
+
+
+def at(i: int, **fields: object) -> bytes:
+    """PREVIOUS with the object at place i replaced by `obj(i, **fields)`."""
+    return changed(**{f"p{i}": obj(i, **fields)})
+
+
 # (new body, whether the delta decodes it) - whenever it does, its columns must be a full
 # decode's; whenever it does not, the full decode still gives the answer.
 CASES = [
     pytest.param(PREVIOUS, True, id="same-bytes"),
+    pytest.param(at(3), True, id="one-status"),
     pytest.param(
-        changed(p3={"eventId": IDS[3], "status": SOLD, "resaleStatus": AV}), True, id="one-status"
-    ),
-    pytest.param(
-        changed(
-            p0={"eventId": IDS[0], "status": FEW, "resaleStatus": SOLD},
-            p39={"eventId": IDS[39], "status": SOLD, "resaleStatus": FEW},
-        ),
+        changed(p0=obj(0, status=FEW, resaleStatus=SOLD), p39=obj(39, resaleStatus=FEW)),
         True,
         id="first-and-last",
     ),
@@ -84,41 +89,13 @@ CASES = [
         id="eventid-spelling",
     ),
     pytest.param(changed(p7={"eventId": IDS[7], "resaleStatus": AV}), True, id="status-absent"),
-    pytest.param(
-        changed(p7={"eventId": IDS[7], "status": SOLD, "resaleStatus": AV, "x": [1, 2]}),
-        True,
-        id="extra-key-no-braces",
-    ),
-    pytest.param(
-        changed(p7={"eventId": IDS[7], "status": "NEW_KIND", "resaleStatus": AV}),
-        False,
-        id="unknown-status",
-    ),
-    pytest.param(
-        changed(p7={"eventId": IDS[7], "status": 3, "resaleStatus": AV}),
-        False,
-        id="status-not-a-string",
-    ),
-    pytest.param(
-        changed(p7={"eventId": IDS[7], "status": ["SOLD_OUT"], "resaleStatus": AV}),
-        False,
-        id="status-a-list",
-    ),
-    pytest.param(
-        changed(p7={"eventId": IDS[8], "status": SOLD, "resaleStatus": AV}),
-        False,
-        id="other-event-at-place",
-    ),
-    pytest.param(
-        changed(p7={"eventId": IDS[7], "status": SOLD, "resaleStatus": AV, "x": "},{"}),
-        False,
-        id="brace-in-string",
-    ),
-    pytest.param(
-        changed(p7={"eventId": IDS[7], "status": SOLD, "resaleStatus": AV, "x": {"y": 1}}),
-        False,
-        id="nested-object",
-    ),
+    pytest.param(at(7, x=[1, 2]), True, id="extra-key-no-braces"),
+    pytest.param(at(7, status="NEW_KIND"), False, id="unknown-status"),
+    pytest.param(at(7, status=3), False, id="status-not-a-string"),
+    pytest.param(at(7, status=[SOLD]), False, id="status-a-list"),
+    pytest.param(at(7, eventId=IDS[8]), False, id="other-event-at-place"),
+    pytest.param(at(7, x="},{"), False, id="brace-in-string"),
+    pytest.param(at(7, x={"y": 1}), False, id="nested-object"),
     pytest.param(changed(p7=[IDS[7], SOLD]), False, id="not-an-object"),
     pytest.param(PREVIOUS.replace(b"},{", b"}, {", 1), False, id="whitespace-between"),
     pytest.param(PREVIOUS[:-1] + b",{}]", False, id="one-object-more"),
@@ -251,7 +228,7 @@ async def test_the_daemon_decodes_a_changed_answer_as_a_delta(
 
 def test_a_fixed_hash_seed_turns_the_delta_off(monkeypatch):
     layout = previous_layout()
-    new = changed(p3={"eventId": IDS[3], "status": SOLD, "resaleStatus": AV})
+    new = at(3)
     assert decode_delta(new, IDS, layout) is not None
     monkeypatch.setattr(delta_module, "ENABLED", False)
     assert decode_delta(new, IDS, layout) is None
@@ -273,14 +250,14 @@ def test_eventid_column_is_read_only_where_no_object_has_an_eventId():
     first = parse_answer(body, IDS, keep_layout=True)
     assert first.layout is None
     assert IDS[0] in first.missing and first.ignored == 1
-    data[1] = {"eventId": IDS[1], "status": SOLD, "resaleStatus": AV}
+    data[1] = obj(1)
     new = orjson.dumps(data)
     assert parse_answer(new, IDS, first.layout).missing == parse_answer(new, IDS).missing
 
 
 def test_no_layout_from_an_answer_the_careful_path_read():
     data = items(list(BASE))
-    data[4] = {"eventId": IDS[4], "status": "NEW_KIND", "resaleStatus": AV}
+    data[4] = obj(4, status="NEW_KIND")
     careful = parse_answer(orjson.dumps(data), IDS, keep_layout=True)
     assert careful.unknown_statuses == 1 and careful.layout is None
 
@@ -289,14 +266,12 @@ def test_a_delta_that_fails_leaves_the_layout_as_it_was():
     layout = previous_layout()
     before = (list(layout.hashes), list(layout.statuses), list(layout.resales))
     new = changed(
-        p1={"eventId": IDS[1], "status": SOLD, "resaleStatus": AV},
-        p30={"eventId": IDS[30], "status": "NEW_KIND", "resaleStatus": AV},
+        p1=obj(1),
+        p30=obj(30, status="NEW_KIND"),
     )
     assert decode_delta(new, IDS, layout) is None
     assert (list(layout.hashes), list(layout.statuses), list(layout.resales)) == before
-    ok = decode_delta(
-        changed(p1={"eventId": IDS[1], "status": SOLD, "resaleStatus": AV}), IDS, layout
-    )
+    ok = decode_delta(at(1), IDS, layout)
     assert ok is not None
     ok[0][2] = "changed by the caller"  # the answer's columns are not the layout's
     assert ok[2].statuses[2] == BASE[2]
@@ -319,9 +294,7 @@ def test_a_layout_serves_only_its_own_request_and_length():
 )
 def test_the_share_of_changed_objects_a_delta_takes(k, by_delta):
     # Every resale status in BASE is AV: each of the k objects really changes.
-    new = changed(
-        **{f"p{i}": {"eventId": IDS[i], "status": BASE[i], "resaleStatus": FEW} for i in range(k)}
-    )
+    new = changed(**{f"p{i}": obj(i, status=BASE[i], resaleStatus=FEW) for i in range(k)})
     assert (decode_delta(new, IDS, previous_layout()) is not None) == by_delta
 
 
