@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic_core import core_schema
 
+#: The longest secret accepted (keys, tokens and DSNs are far shorter).
+MAX_SECRET_CHARS = 8_192
+
 
 class Secret:
     """A secret string (API key, client secret, token, webhook secret).
@@ -55,6 +58,8 @@ class Secret:
                 text = str(value)
                 if not text.strip():
                     raise ValueError("must not be empty")
+                if len(text) > MAX_SECRET_CHARS:
+                    raise ValueError(f"too long: at most {MAX_SECRET_CHARS:,} characters")
                 return Secret(text)
             raise ValueError("must be a string")
 

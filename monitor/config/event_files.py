@@ -12,113 +12,19 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, overload
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
 from monitor.config.errors import ConfigIssue
+from monitor.config.listed import FileEntry, ListedEvents
 from monitor.config.models import EVENT_ID_RE, Config, EventEntry, check_time_zone
 
+__all__ = ["FileEntry", "ListedEvents", "load_event_files", "read_events_csv"]
+
 CSV_COLUMNS = ("id", "venue", "time_zone", "region", "partner_event_id")
-
-
-class FileEntry(NamedTuple):
-    """An event read from an `events_file` row, already checked by the same rules as
-    EventEntry: a light record, because such files hold up to millions of rows."""
-
-    id: str
-    venue: str | None = None
-    time_zone: str | None = None
-    region: str | None = None
-    partner_event_id: str | None = None
-
-    def model_dump(self, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
-        """The same shape EventEntry.model_dump gives."""
-        out = self._asdict()
-        return {k: v for k, v in out.items() if v is not None} if exclude_none else out
-
-
-class ListedEvents(Sequence[EventEntry | FileEntry]):
-    """A watch set's events once its `events_file` is read: the entries given in YAML, then
-    the file's rows in file order.
-
-    Such files hold up to millions of rows, nearly all of them a bare ID. A bare row is kept as
-    its ID string alone (the string the catalog then keys on, so a million IDs are a million
-    strings, not two) and its FileEntry is made when the row is looked at; a row with
-    attributes keeps its FileEntry.
-    """
-
-    __slots__ = ("attributed", "file_ids", "listed")
-
-    def __init__(
-        self,
-        listed: Sequence[EventEntry | FileEntry],
-        file_ids: tuple[str, ...],
-        attributed: Mapping[int, FileEntry],
-    ) -> None:
-        self.listed = tuple(listed)
-        #: The ID of every file row, in file order.
-        self.file_ids = file_ids
-        #: The rows that give more than an ID, by their index in `file_ids`.
-        self.attributed = attributed
-
-    def __len__(self) -> int:
-        return len(self.listed) + len(self.file_ids)
-
-    @overload
-    def __getitem__(self, index: int) -> EventEntry | FileEntry: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[EventEntry | FileEntry]: ...
-
-    def __getitem__(self, index: int | slice) -> EventEntry | FileEntry | list[Any]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("event index out of range")
-        if index < len(self.listed):
-            return self.listed[index]
-        row = index - len(self.listed)
-        entry = self.attributed.get(row)
-        return entry if entry is not None else FileEntry(self.file_ids[row])
-
-    def __iter__(self) -> Iterator[EventEntry | FileEntry]:
-        yield from self.listed
-        attributed = self.attributed
-        for row, eid in enumerate(self.file_ids):
-            entry = attributed.get(row)
-            yield entry if entry is not None else FileEntry(eid)
-
-    def with_attributes(self) -> Iterator[tuple[int, EventEntry | FileEntry]]:
-        """(index, entry) of the entries that may give more than an ID, in order: the YAML
-        ones and the file rows with attributes (a bare row never does)."""
-        yield from enumerate(self.listed)
-        base = len(self.listed)
-        for row in sorted(self.attributed):
-            yield base + row, self.attributed[row]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, ListedEvents):
-            return (self.listed, self.file_ids, dict(self.attributed)) == (
-                other.listed,
-                other.file_ids,
-                dict(other.attributed),
-            )
-        if isinstance(other, list | tuple):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # equal by content, like a list
-
-    def __repr__(self) -> str:
-        return (
-            f"ListedEvents({len(self.listed)} listed, {len(self.file_ids)} from a file, "
-            f"{len(self.attributed)} with attributes)"
-        )
 
 
 def load_event_files(
@@ -140,10 +46,14 @@ def load_event_files(
         base = len(ws.events)
         for row, line in rows.lines.items():
             origins[(i, base + row)] = (key, f"{ws.events_file} line {line}")
-        events = ListedEvents(ws.events, rows.ids, rows.attributed)
+        events = _listed(ws.events).extended(rows.ids, rows.attributed)
         sets.append(ws.model_copy(update={"events": events}))
         changed = True
     return config.model_copy(update={"watch_sets": sets}) if changed else config
+
+
+def _listed(events: Sequence[EventEntry | FileEntry]) -> ListedEvents:
+    return events if isinstance(events, ListedEvents) else ListedEvents(events, (), {})
 
 
 _REGION_RE = re.compile(r"[A-Za-z]{2,8}")

@@ -20,6 +20,7 @@ from monitor.config.errors import ConfigError, ConfigIssue, join_path
 from monitor.config.event_files import load_event_files
 from monitor.config.models import Config
 from monitor.logs import redact
+from monitor.secrets import Secret
 
 #: Keys that hold secrets; each may instead be given as `<key>_file: PATH`.
 SECRET_KEYS = frozenset({"api_key", "client_secret", "secret", "admin_token", "api_token", "dsn"})
@@ -227,6 +228,8 @@ def _secret_values(node: Any) -> list[str]:
                 and value != _UNREADABLE
             ):
                 found.append(value)
+            elif key == "secrets" and isinstance(value, list):
+                found.extend(v for v in value if isinstance(v, str) and len(v) >= 4)
             else:
                 found.extend(_secret_values(value))
     elif isinstance(node, list):
@@ -328,14 +331,46 @@ def _pydantic_issues(
                 and "input" in err
                 and not isinstance(err["input"], dict | list)
                 and loc
-                and str(loc[-1]) not in SECRET_KEYS  # never echo a secret back
+                and not _holds_secret(model, loc)  # never echo a secret back
             ):
-                msg += f", got {err['input']!r}"
+                shown = repr(err["input"])
+                msg += f", got {shown if len(shown) <= 80 else shown[:80] + '...'}"
         issues.append(ConfigIssue(path, msg))
     return issues
 
 
 validation_issues = _pydantic_issues
+
+
+_SECRET_NAMES = SECRET_KEYS | {"secrets"}
+
+
+def _holds_secret(model: type[BaseModel], loc: list[Any]) -> bool:
+    """Whether the value at `loc` is, or is inside, a field that holds a secret: by its key's
+    name anywhere on the path, or by the Secret type in the annotation of a field on it."""
+    if any(str(part) in _SECRET_NAMES or str(part).endswith("_file") for part in loc):
+        return True
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (
+            isinstance(current, type) and issubclass(current, BaseModel)
+        ):
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            field = next((f for f in current.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return False
+        if _mentions_secret(field.annotation):
+            return True
+        current = _unwrap(field.annotation)
+    return False
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    if annotation is Secret:
+        return True
+    return any(_mentions_secret(a) for a in get_args(annotation))
 
 
 def _at(data: Any, loc: list[Any]) -> Any:

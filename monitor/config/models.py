@@ -1,90 +1,85 @@
-"""Typed config models. Unknown keys are errors; defaults follow INTERFACES.md."""
+"""Typed config models. Unknown keys are errors; every number, string and list is bounded
+(monitor/config/limits.py); NaN and infinity are refused everywhere.
+
+The HTTP API validates its bodies with these same models, so a bound here is a bound there.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import time
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     SerializationInfo,
     field_serializer,
     field_validator,
     model_validator,
 )
 
+from monitor.config import limits as L
+from monitor.config.base import KeyedApi, RateLimit, Strict, field_error
+from monitor.config.events import EventEntry, EventItem, validate_events
+from monitor.config.fields import (
+    EVENT_ID_RE,
+    NAME_RE,
+    ClockTime,
+    EventId,
+    FilePath,
+    Float,
+    FreeString,
+    HttpUrl,
+    Int,
+    Name,
+    StrictInt,
+    TimeZone,
+    check_event_id,
+    check_time_zone,
+)
+from monitor.config.listed import FileEntry, ListedEvents
+from monitor.config.outputs import (
+    DEFAULT_RETRY_SCHEDULE,
+    FIELD_NAMES,
+    STATUS_NAMES,
+    Action,
+    Alertmanager,
+    Filter,
+    Marketplace,
+    Notifications,
+    Webhook,
+    When,
+    check_webhook_secret,
+)
 from monitor.core.maintenance import DEFAULT_WINDOW, Window
 from monitor.secrets import Secret
 
-if TYPE_CHECKING:
-    from monitor.config.event_files import FileEntry
-
-EVENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-NAME_RE = re.compile(r"[a-z0-9_-]+")
-
-
-class Strict(BaseModel):
-    """Base for every section: unknown keys are errors, models are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-def check_event_id(value: str) -> str:
-    """Event IDs are 1-64 characters of [A-Za-z0-9_-]."""
-    if not EVENT_ID_RE.fullmatch(value):
-        raise ValueError(
-            f"invalid event ID {value!r}: must be 1 to 64 characters of A-Z a-z 0-9 _ -"
-        )
-    return value
-
-
-def check_time_zone(value: str) -> str:
-    """An IANA time zone name that zoneinfo knows."""
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a tzdata folder
-        raise ValueError(
-            f"unknown time zone {value!r} (expected an IANA name such as Europe/Berlin)"
-        ) from None
-    return value
-
-
-def _parse_clock(value: Any) -> time:
-    if isinstance(value, str):
-        m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", value.strip())
-        if m and int(m[1]) < 24 and int(m[2]) < 60 and int(m[3] or 0) < 60:
-            return time(int(m[1]), int(m[2]), int(m[3] or 0))
-    raise ValueError(f"expected a time HH:MM, got {value!r}")
-
-
-ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
-
-
-def _http_url(value: str) -> str:
-    if not re.match(r"https?://[^/\s]+", value):
-        raise ValueError("must be an http(s) URL")
-    return value.rstrip("/")
-
-
-def _name(value: str) -> str:
-    if not NAME_RE.fullmatch(value):
-        raise ValueError(f"invalid name {value!r}: use a-z 0-9 _ -")
-    return value
-
-
-#: The name of a watch set, webhook or action: [a-z0-9_-]+.
-Name = Annotated[str, AfterValidator(_name)]
-
-#: An http(s) base URL, without a trailing slash.
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-EventId = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+__all__ = [
+    "DEFAULT_RETRY_SCHEDULE",
+    "EVENT_ID_RE",
+    "FIELD_NAMES",
+    "NAME_RE",
+    "STATUS_NAMES",
+    "Action",
+    "Alertmanager",
+    "ClockTime",
+    "EventEntry",
+    "EventId",
+    "EventItem",
+    "Filter",
+    "HttpUrl",
+    "Marketplace",
+    "Name",
+    "Notifications",
+    "Strict",
+    "Webhook",
+    "When",
+    "check_event_id",
+    "check_time_zone",
+    "check_webhook_secret",
+]
 
 
 class MaintenanceWindow(Strict):
@@ -104,119 +99,95 @@ class MaintenanceWindow(Strict):
         return Window(self.start, self.end)
 
 
-class RateLimit(Strict):
-    """At most `requests` requests in any `per_seconds` window."""
-
-    requests: int = Field(5, ge=1)
-    per_seconds: float = Field(1.0, gt=0)
-    margin: float = Field(0.01, ge=0, le=0.5)
-
-
-class Upstream(Strict):
+class Upstream(KeyedApi):
     """The Inventory Status API and how to talk to it."""
 
     base_url: HttpUrl = "https://app.ticketmaster.com"
+    allow_insecure_http: bool = False
     api_key: Secret
     rate_limit: RateLimit = RateLimit()
-    batch_size: int = Field(1000, ge=1, le=1000)
-    timeout_seconds: float = Field(10.0, gt=0)
+    batch_size: Int = Field(1000, ge=1, le=1000)
+    timeout_seconds: Float = Field(10.0, gt=0, le=L.TIMEOUT_MAX)
     method: Literal["GET", "POST"] = "GET"
-    max_retries: int = Field(4, ge=0, le=20)
-    max_in_flight: int = Field(4, ge=1, le=64)
-    backoff_base_seconds: float = Field(0.5, gt=0)
-    backoff_max_seconds: float = Field(30.0, gt=0)
-    auth_backoff_seconds: float = Field(60.0, gt=0)
-    daily_quota: int | None = Field(None, ge=1)
-    quarantine_seconds: float = Field(3600.0, ge=0)
+    max_retries: Int = Field(4, ge=0, le=20)
+    max_in_flight: Int = Field(4, ge=1, le=64)
+    backoff_base_seconds: Float = Field(0.5, gt=0, le=L.BACKOFF_BASE_MAX)
+    backoff_max_seconds: Float = Field(30.0, gt=0, le=L.BACKOFF_MAX_MAX)
+    auth_backoff_seconds: Float = Field(60.0, gt=0, le=L.AUTH_BACKOFF_MAX)
+    daily_quota: Int | None = Field(None, ge=1, le=L.DAILY_QUOTA_MAX)
+    quarantine_seconds: Float = Field(3600.0, ge=0, le=L.QUARANTINE_MAX)
 
 
 class Venue(Strict):
     """A venue: its time zone and, optionally, its own maintenance window."""
 
     id: EventId
-    name: str | None = None
-    time_zone: str | None = None
+    name: FreeString | None = None
+    time_zone: TimeZone | None = None
     maintenance: MaintenanceWindow | None = None
-
-    @field_validator("time_zone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        return v if v is None else check_time_zone(v)
-
-
-def _event_entry(value: Any) -> Any:
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        return {"id": str(value)}
-    return value
-
-
-class EventEntry(Strict):
-    """One watched event: a plain ID in YAML, or a mapping with more."""
-
-    id: EventId
-    venue: EventId | None = None
-    time_zone: str | None = None
-    region: str | None = None
-    partner_event_id: EventId | None = None
-
-    @field_validator("partner_event_id")
-    @classmethod
-    def _partner_id(cls, v: str | None) -> str | None:
-        return v if v is None else check_event_id(v)
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        return check_event_id(v)
-
-    @field_validator("time_zone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        return v if v is None else check_time_zone(v)
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z]{2,8}", v):
-            raise ValueError(f"invalid region {v!r}: expected a short code such as UK")
-        return v.upper() if v is not None else None
-
-
-#: An event as listed: a plain ID or a mapping.
-EventItem = Annotated[EventEntry, BeforeValidator(_event_entry)]
 
 
 STATUS_KEYS = ("TICKETS_AVAILABLE", "FEW_TICKETS_LEFT", "TICKETS_NOT_AVAILABLE", "UNKNOWN")
+Interval = Annotated[Float, Field(ge=L.INTERVAL_MIN, le=L.INTERVAL_MAX)]
 
 
 class WatchSet(Strict):
     """A named set of events polled at one interval."""
 
     name: Name
-    interval_seconds: float = Field(60.0, ge=1)
-    events: list[EventItem] = []
-    events_file: str | None = None
-    confirm_after: int = Field(1, ge=1, le=100)
+    interval_seconds: Interval = 60.0
+    events: Annotated[Sequence[EventEntry | FileEntry], PlainValidator(validate_events)] = (
+        ListedEvents((), (), {})
+    )
+    events_file: FilePath | None = None
+    confirm_after: Int = Field(1, ge=L.CONFIRM_AFTER_MIN, le=L.CONFIRM_AFTER_MAX)
     track_unknown: bool = False
-    priority: int = 0
-    intervals: dict[Literal[STATUS_KEYS], Annotated[float, Field(ge=1)]] = {}  # type: ignore[valid-type]
+    priority: StrictInt = Field(0, ge=L.PRIORITY_MIN, le=L.PRIORITY_MAX)
+    intervals: dict[Literal[STATUS_KEYS], Interval] = {}  # type: ignore[valid-type]
 
     @field_serializer("events")
     def _events(
         self, events: Sequence[EventEntry | FileEntry], info: SerializationInfo
-    ) -> list[dict[str, Any]]:
-        # Entries one by one: an events file's rows are ListedEvents, not a list.
-        return [e.model_dump(exclude_none=info.exclude_none) for e in events]
+    ) -> list[str | dict[str, Any]]:
+        # A bare ID as its string (as it would be written), an entry with more as a mapping.
+        out: list[str | dict[str, Any]] = []
+        for e in events:
+            dumped = e.model_dump(exclude_none=True)
+            out.append(e.id if len(dumped) == 1 else e.model_dump(exclude_none=info.exclude_none))
+        return out
+
+
+def check_dsn_shape(dsn: str) -> None:
+    """A PostgreSQL URI (postgres:// or postgresql://) whose ports are 1-65535; raises
+    ValueError with a reason that never repeats the DSN (it holds a password)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        raise ValueError("the DSN is not a valid URI (postgresql://user@host:5432/db)") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError("the DSN must start with postgresql:// or postgres://")
+    hosts = parts.netloc.rpartition("@")[2]
+    for hostport in hosts.split(","):
+        m = _HOSTPORT_RE.fullmatch(hostport)
+        if m is None:
+            raise ValueError("a host in the DSN is not host, host:port or [v6]:port")
+        if m[1] is not None and not 1 <= int(m[1]) <= 65535:
+            raise ValueError("a port in the DSN is not a number from 1 to 65535")
+
+
+_HOSTPORT_RE = re.compile(r"(?:\[[0-9A-Fa-f:.%\w]*\]|[^\[\]:/?#\s]*)(?::(\d{1,5}))?")
 
 
 class State(Strict):
     """Where the state lives: a SQLite file (one replica) or PostgreSQL (several)."""
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
-    path: str = "./data/monitor.db"
+    path: FilePath = "./data/monitor.db"
     dsn: Secret | None = None
     schema_: str = Field("public", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-    pool_size: int = Field(10, ge=2, le=100)
+    pool_size: Int = Field(10, ge=2, le=100)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -224,15 +195,20 @@ class State(Strict):
     def _dsn(self) -> State:
         if self.backend == "postgres" and self.dsn is None:
             raise ValueError("backend postgres needs dsn (or dsn_file)")
+        if self.dsn is not None:
+            try:
+                check_dsn_shape(self.dsn.reveal())
+            except ValueError as exc:
+                raise field_error("dsn", str(exc)) from None
         return self
 
 
 class Server(Strict):
     """The HTTP server for metrics, health and the API."""
 
-    listen: str = "127.0.0.1:9108"
+    listen: str = Field("127.0.0.1:9108", max_length=300)
     admin_token: Secret | None = None
-    stall_seconds: float | None = Field(None, gt=0)
+    stall_seconds: Float | None = Field(None, gt=0, le=L.STALL_MAX)
 
     @field_validator("listen")
     @classmethod
@@ -243,9 +219,10 @@ class Server(Strict):
 
 def parse_listen(value: str) -> tuple[str, int]:
     """`host:port`, `[v6]:port` or `:port` -> (host, port)."""
-    m = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})", value.strip())
+    m = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\s]*)):(\d{1,5})", value.strip())
     if not m or int(m[3]) > 65535:
-        raise ValueError(f"expected host:port, got {value!r}")
+        shown = value if len(value) <= 80 else value[:80] + "..."
+        raise ValueError(f"expected host:port, got {shown!r}")
     host = m[1] or m[2] or "0.0.0.0"
     return host, int(m[3])
 
@@ -257,184 +234,27 @@ class Logging(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-# -- notifications ---------------------------------------------------------------------------
-
-FIELD_NAMES = ("status", "resale_status")
-STATUS_NAMES = ("TICKETS_AVAILABLE", "FEW_TICKETS_LEFT", "TICKETS_NOT_AVAILABLE", "UNKNOWN")
-DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-
-
-def check_webhook_secret(value: Secret) -> Secret:
-    """`whsec_` + base64 of at least 24 bytes (the Standard Webhooks form)."""
-    import base64
-    import binascii
-
-    text = value.reveal()
-    if not text.startswith("whsec_"):
-        raise ValueError("must start with whsec_ (whsec_ + base64 of at least 24 random bytes)")
-    try:
-        raw = base64.b64decode(text[len("whsec_") :], validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the part after whsec_ is not valid base64") from None
-    if len(raw) < 24:
-        raise ValueError(f"too short: {len(raw)} bytes after whsec_, at least 24 are needed")
-    return value
-
-
-class Filter(Strict):
-    """Which transitions a subscription (or an action) wants; empty lists mean "any"."""
-
-    watch_sets: list[str] = []
-    event_ids: list[EventId] = []
-    fields: list[Literal["status", "resale_status"]] = []
-    from_: list[Literal[STATUS_NAMES]] = Field([], alias="from")  # type: ignore[valid-type]
-    to: list[Literal[STATUS_NAMES]] = []  # type: ignore[valid-type]
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Webhook(Strict):
-    """A webhook subscription defined in the config file."""
-
-    name: Name
-    url: str
-    secret: Secret | None = None
-    secrets: list[Secret] = []
-    filter: Filter = Filter()
-    format: Literal["standard", "cloudevents"] = "standard"
-    max_in_flight: int = Field(64, ge=1, le=64)
-    enabled: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        from monitor.notify.ssrf import check_url_syntax
-
-        check_url_syntax(v)
-        return v
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, v: Secret | None) -> Secret | None:
-        return v if v is None else check_webhook_secret(v)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secrets(cls, v: list[Secret]) -> list[Secret]:
-        return [check_webhook_secret(s) for s in v]
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> Webhook:
-        if self.secret is None and not self.secrets:
-            raise ValueError("give secret (or secret_file), or secrets: a list during rotation")
-        if self.secret is not None and self.secrets:
-            raise ValueError("give either secret or secrets, not both")
-        return self
-
-    def all_secrets(self) -> list[Secret]:
-        """Every current secret (each one signs during a rotation)."""
-        return [self.secret] if self.secret is not None else list(self.secrets)
-
-
-class Alertmanager(Strict):
-    """Keep an alert firing on Alertmanager while an event's status is in `alert_on`."""
-
-    url: HttpUrl
-    alert_on: list[Literal[STATUS_NAMES]] = ["FEW_TICKETS_LEFT"]  # type: ignore[valid-type]
-    labels: dict[str, str] = {}
-    alertname: str = "TicketAvailability"
-    resend_seconds: float = Field(60.0, ge=1)
-    timeout_seconds: float = Field(10.0, gt=0)
-
-
-class Notifications(Strict):
-    """Webhooks, their retry schedule and safety net, and Alertmanager."""
-
-    webhooks: list[Webhook] = []
-    alertmanager: Alertmanager | None = None
-    retry_schedule: list[float] = list(DEFAULT_RETRY_SCHEDULE)
-    timeout_seconds: float = Field(15.0, gt=0)
-    deny_private_networks: bool = False
-
-    @field_validator("retry_schedule")
-    @classmethod
-    def _schedule(cls, v: list[float]) -> list[float]:
-        if not v:
-            raise ValueError("needs at least one entry (the delay before the first attempt)")
-        if any(x < 0 for x in v):
-            raise ValueError("delays must be >= 0 seconds")
-        return v
-
-
-# -- marketplace actions -----------------------------------------------------------------------
-
-
-class Marketplace(Strict):
-    """A broker marketplace's inventory API (seeds 002 and 003)."""
-
-    base_url: HttpUrl
-    api_token: Secret
-    rate_limit: RateLimit = RateLimit(requests=10, per_seconds=1)
-    timeout_seconds: float = Field(15.0, gt=0)
-
-
-class When(Strict):
-    """An action's trigger: like a webhook filter, with `field` as one name or a list."""
-
-    watch_sets: list[str] = []
-    event_ids: list[EventId] = []
-    field: list[Literal["status", "resale_status"]] = []
-    from_: list[Literal[STATUS_NAMES]] = Field([], alias="from")  # type: ignore[valid-type]
-    to: list[Literal[STATUS_NAMES]] = []  # type: ignore[valid-type]
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("field", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-
-class Action(Strict):
-    """A rule: when a transition matches, apply `update` to the listings linked to its event."""
-
-    name: Name
-    when: When = When()
-    listings: dict[EventId, list[int]] = {}
-    listings_file: str | None = None
-    update: dict[str, Any]
-    dry_run: bool = False
-
-    @field_validator("listings")
-    @classmethod
-    def _ids(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
-        for eid, ids in v.items():
-            check_event_id(eid)
-            if any(i <= 0 for i in ids):
-                raise ValueError(f"listing IDs of {eid} must be positive integers")
-        return v
-
-
-class Partner(Strict):
-    """The Partner API (seed 004): event details, for venue time zones and event dates."""
+class Partner(KeyedApi):
+    """The Partner API: event details, for venue time zones and event dates."""
 
     base_url: HttpUrl = "https://app.ticketmaster.com/partners/v1"
+    allow_insecure_http: bool = False
     api_key: Secret
     client_secret: Secret
     rate_limit: RateLimit = RateLimit(requests=3600, per_seconds=3600)
-    timeout_seconds: float = Field(10.0, gt=0)
-    refresh_hours: float = Field(24.0, gt=0)
-    not_found_retry_hours: float = Field(6.0, gt=0)
+    timeout_seconds: Float = Field(10.0, gt=0, le=L.TIMEOUT_MAX)
+    refresh_hours: Float = Field(24.0, gt=0, le=L.PARTNER_HOURS_MAX)
+    not_found_retry_hours: Float = Field(6.0, gt=0, le=L.PARTNER_HOURS_MAX)
     retire_past_events: bool = True
 
 
 class Cluster(Strict):
     """Several replicas on PostgreSQL (used with `state.backend: postgres`)."""
 
-    shards: int = Field(64, ge=1, le=4096)
-    lease_seconds: float = Field(15.0, ge=2)
-    replica_id: str | None = None
-    claim_seconds: float = Field(60.0, gt=0)
+    shards: Int = Field(64, ge=1, le=4096)
+    lease_seconds: Float = Field(15.0, ge=L.LEASE_MIN, le=L.LEASE_MAX)
+    replica_id: str | None = Field(None, min_length=1, max_length=L.FREE_STRING_MAX)
+    claim_seconds: Float = Field(60.0, gt=0, le=L.CLAIM_MAX)
 
 
 class Config(Strict):
@@ -442,13 +262,13 @@ class Config(Strict):
 
     upstream: Upstream
     maintenance: MaintenanceWindow = MaintenanceWindow()
-    venues: list[Venue] = []
-    watch_sets: list[WatchSet] = []
+    venues: list[Venue] = Field([], max_length=L.VENUES_MAX)
+    watch_sets: list[WatchSet] = Field([], max_length=L.WATCH_SETS_MAX)
     state: State = State()
     server: Server = Server()
     log: Logging = Logging()
     notifications: Notifications = Notifications()
     marketplace: Marketplace | None = None
-    actions: list[Action] = []
+    actions: list[Action] = Field([], max_length=L.ACTIONS_MAX)
     partner: Partner | None = None
     cluster: Cluster = Cluster()

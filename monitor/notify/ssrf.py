@@ -71,19 +71,19 @@ def address_refusal(address: str, deny_private: bool) -> str | None:
 
 
 def check_url_syntax(url: str) -> None:
-    """http or https, a host, and no credentials; raises ValueError with a reason."""
+    """http or https, a host, and no credentials, within the config's URL limits (length, DNS
+    labels, port); raises ValueError with a reason."""
+    from monitor.config.urls import check_url_shape
+
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as exc:
         raise ValueError(f"invalid URL: {exc}") from None
-    del port
     if parts.scheme not in ("http", "https"):
         raise ValueError("webhook URLs must be http or https")
-    if not parts.hostname:
-        raise ValueError("the URL has no host")
     if parts.username or parts.password:
         raise ValueError("put no credentials in the URL; webhooks are signed instead")
+    check_url_shape(url)
 
 
 def check_url(url: str, deny_private: bool) -> None:
