@@ -479,7 +479,7 @@ def test_api_key_file_path_from_env(tmp_path, monkeypatch):
             "upstream:\n  api_key_file: keydir\n",
             {"keydir/x": ""},
             "upstream.api_key_file",
-            ["cannot read keydir"],
+            ["keydir is a directory"],
             id="directory-not-file",
         ),
         pytest.param(

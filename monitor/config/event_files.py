@@ -12,18 +12,21 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from pydantic import ValidationError
 
+from monitor.config import limits as L
 from monitor.config.errors import ConfigIssue
+from monitor.config.files import FileProblem, decode_text, read_bounded
 from monitor.config.listed import FileEntry, ListedEvents
 from monitor.config.models import EVENT_ID_RE, Config, EventEntry, check_time_zone
 
 __all__ = ["FileEntry", "ListedEvents", "load_event_files", "read_events_csv"]
 
+#: Problems reported per file before the rest are summed up in one line.
+MAX_REPORTED = 100
 CSV_COLUMNS = ("id", "venue", "time_zone", "region", "partner_event_id")
 
 
@@ -129,20 +132,37 @@ def read_events_csv(path: str, key: str, issues: list[ConfigIssue]) -> FileRows:
     """Events from a CSV file with a header (`id` and optional venue, time_zone, region,
     partner_event_id). Problems are appended to `issues`, naming the file line and column."""
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
+        data = read_bounded(path, L.EVENTS_FILE_BYTES_MAX)
+        plain = _plain_ids(data)
+        if plain is not None:
+            return FileRows(plain, {}, {})
+        # Spreadsheets like to start the file with a byte-order mark: decode_text drops it.
+        text = decode_text(data, path)
+    except FileProblem as exc:
+        issues.append(ConfigIssue(key, str(exc)))
         return FileRows((), {}, {})
-    plain = _plain_ids(data)
-    if plain is not None:
-        return FileRows(plain, {}, {})
-    # utf-8-sig: spreadsheets like to start the file with a byte-order mark.
-    handle = io.StringIO(data.decode("utf-8-sig"), newline="")
+    del data
+    found: list[ConfigIssue] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _read_rows(reader, path, key, found)
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
+        found.append(ConfigIssue(key, f"{path} line {reader.line_num}: {exc}"))
+        return FileRows((), {}, {})
+    finally:
+        issues.extend(found[:MAX_REPORTED])
+        if len(found) > MAX_REPORTED:
+            issues.append(ConfigIssue(key, f"{path}: {len(found) - MAX_REPORTED:,} more problems"))
+
+
+def _read_rows(
+    reader: Iterator[list[str]], path: str, key: str, issues: list[ConfigIssue]
+) -> FileRows:
+    """The rows of a CSV events file that is not plain IDs (csv.Error for a broken file)."""
     ids: list[str] = []
     attributed: dict[int, FileEntry] = {}
     lines: dict[int, int] = {}
     zones: dict[str, bool] = {}
-    reader = csv.reader(handle)
     header = next(reader, None)
     if header is None:
         issues.append(ConfigIssue(key, f"{path} is empty (expected a header with id)"))
@@ -159,7 +179,7 @@ def read_events_csv(path: str, key: str, issues: list[ConfigIssue]) -> FileRows:
         )
         return FileRows((), {}, {})
     for row in reader:
-        line = reader.line_num
+        line = reader.line_num  # type: ignore[attr-defined]
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != len(columns):

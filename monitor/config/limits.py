@@ -109,5 +109,3 @@ CSV_FIELD_MAX: Final = 128 * 1024
 YAML_DEPTH_MAX: Final = 64
 #: Nodes that YAML aliases may add in all, once expanded (a "billion laughs" adds billions).
 YAML_ALIAS_NODES_MAX: Final = 100_000
-#: Digits in a YAML integer: an unquoted numeric event ID has at most 64.
-INT_DIGITS_MAX: Final = 64

@@ -5,20 +5,22 @@ Every problem is collected with its key path and raised together as one ConfigEr
 
 from __future__ import annotations
 
-import csv
 import difflib
+import operator
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from monitor.config import limits as L
 from monitor.config.errors import ConfigError, ConfigIssue, join_path
 from monitor.config.event_files import load_event_files
+from monitor.config.files import FileProblem, read_text
+from monitor.config.listings import read_listings_csv
 from monitor.config.models import Config
+from monitor.config.yaml_input import YamlProblem, load_yaml
 from monitor.logs import redact
 from monitor.secrets import Secret
 
@@ -31,60 +33,14 @@ Path_ = tuple[str | int, ...]
 _UNREADABLE = "<unreadable secret file>"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one).
-
-    It also reads plain scalars the YAML 1.2 way: YAML 1.1 would turn an unquoted event ID
-    such as 01234567 into the octal number 342391, 12:30 into 750 and NO into false.
-    """
-
-
-_INT_TAG = "tag:yaml.org,2002:int"
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _BOOL_TAG)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_UniqueKeyLoader.add_implicit_resolver(
-    _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
-)
-_UniqueKeyLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    out: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, str | int | float | bool) and key is not None:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark
-            )
-        if key in out:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        out[key] = loader.construct_object(value_node)
-    return out
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file; raises ConfigError listing every problem."""
-    p = Path(path)
+    p = str(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        issue = ConfigIssue("", f"cannot read config file: {exc.strerror}")
-        raise ConfigError([issue], str(p)) from None
-    return parse_config(text, env=env, source=str(p))
+        text = read_text(p, L.CONFIG_FILE_BYTES_MAX)
+    except FileProblem as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read config file: {exc.reason}")], p) from None
+    return parse_config(text, env=env, source=p)
 
 
 def parse_config(
@@ -93,12 +49,9 @@ def parse_config(
     """Validate config text; raises ConfigError listing every problem with its key path."""
     env = os.environ if env is None else env
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue("", f"invalid YAML: {where}{problem}")], source) from None
+        raw = load_yaml(text)
+    except YamlProblem as exc:
+        raise ConfigError([ConfigIssue("", f"invalid YAML: {exc}")], source) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -160,7 +113,7 @@ def _check_actions(config: Config, issues: list[ConfigIssue]) -> Config:
         for path, message in validate_bulk_update(action.update):
             issues.append(ConfigIssue(f"{here}.update.{path}", message))
         if action.listings_file is not None:
-            extra = _read_listings_csv(action.listings_file, f"{here}.listings_file", issues)
+            extra = read_listings_csv(action.listings_file, f"{here}.listings_file", issues)
             merged = {k: list(v) for k, v in action.listings.items()}
             for eid, ids in extra.items():
                 merged.setdefault(eid, []).extend(ids)
@@ -169,50 +122,6 @@ def _check_actions(config: Config, issues: list[ConfigIssue]) -> Config:
             issues.append(ConfigIssue(f"{here}.listings", "no listings to act on"))
         actions.append(action)
     return config.model_copy(update={"actions": actions}) if config.actions else config
-
-
-def _read_listings_csv(path: str, key: str, issues: list[ConfigIssue]) -> dict[str, list[int]]:
-    """`event_id,listing_id` rows (with that header) into a mapping."""
-    from monitor.config.models import EVENT_ID_RE
-
-    out: dict[str, list[int]] = {}
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        issues.append(ConfigIssue(key, f"cannot read {path}: {exc.strerror}"))
-        return out
-    with handle:
-        reader = csv.reader(handle)
-        header = [h.strip() for h in next(reader, [])]
-        if header != ["event_id", "listing_id"]:
-            issues.append(
-                ConfigIssue(key, f"{path} line 1: the header must be event_id,listing_id")
-            )
-            return out
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != 2:
-                issues.append(ConfigIssue(key, f"{path} line {line}: expected 2 fields"))
-                continue
-            eid, listing = row[0].strip(), row[1].strip()
-            if not EVENT_ID_RE.fullmatch(eid):
-                issues.append(
-                    ConfigIssue(
-                        key, f"{path} line {line}, column event_id: invalid event ID {eid!r}"
-                    )
-                )
-                continue
-            if not listing.isdigit() or int(listing) <= 0:
-                issues.append(
-                    ConfigIssue(
-                        key, f"{path} line {line}, column listing_id: must be a positive integer"
-                    )
-                )
-                continue
-            out.setdefault(eid, []).append(int(listing))
-    return out
 
 
 def _secret_values(node: Any) -> list[str]:
@@ -232,7 +141,7 @@ def _secret_values(node: Any) -> list[str]:
                 found.extend(v for v in value if isinstance(v, str) and len(v) >= 4)
             else:
                 found.extend(_secret_values(value))
-    elif isinstance(node, list):
+    elif isinstance(node, list) and _has_containers(node):
         for value in node:
             found.extend(_secret_values(value))
     return found
@@ -244,10 +153,26 @@ def _masked(issues: list[ConfigIssue], secrets: list[str]) -> list[ConfigIssue]:
     return [ConfigIssue(i.path, redact(i.message, secrets)) for i in issues]
 
 
+_has_dollar = operator.methodcaller("__contains__", "$")
+
+
+def _has_containers(items: list[Any]) -> bool:
+    """Whether a list holds a mapping or a list (found at C speed)."""
+    return bool(set(map(type, items)) & {dict, list})
+
+
+def _plain_strings(items: list[Any]) -> bool:
+    """Whether a list holds only strings without `$` (a million event IDs, say): walks over
+    the config can leave such a list as it is, at C speed."""
+    return set(map(type, items)) <= {str} and not any(map(_has_dollar, items))
+
+
 def _interpolate(node: Any, path: Path_, env: Mapping[str, str], issues: list[ConfigIssue]) -> Any:
     if isinstance(node, dict):
         return {k: _interpolate(v, (*path, str(k)), env, issues) for k, v in node.items()}
     if isinstance(node, list):
+        if _plain_strings(node):
+            return node
         return [_interpolate(v, (*path, i), env, issues) for i, v in enumerate(node)]
     if not isinstance(node, str) or "$" not in node:
         return node
@@ -269,6 +194,8 @@ def _interpolate(node: Any, path: Path_, env: Mapping[str, str], issues: list[Co
 
 def _read_secret_files(node: Any, path: Path_, issues: list[ConfigIssue]) -> Any:
     if isinstance(node, list):
+        if not _has_containers(node):
+            return node
         return [_read_secret_files(v, (*path, i), issues) for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
@@ -285,9 +212,9 @@ def _read_secret_files(node: Any, path: Path_, issues: list[ConfigIssue]) -> Any
                 issues.append(ConfigIssue(here, "expected a file path"))
                 continue
             try:
-                secret = Path(value).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                issues.append(ConfigIssue(here, f"cannot read {value}: {exc.strerror}"))
+                secret = read_text(value, L.SECRET_FILE_BYTES_MAX).strip()
+            except FileProblem as exc:
+                issues.append(ConfigIssue(here, str(exc)))
                 secret = _UNREADABLE
             if not secret:
                 issues.append(ConfigIssue(here, f"{value} is empty"))
