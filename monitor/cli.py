@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from monitor import __version__
 from monitor.config import Config, ConfigError, load_config
+from monitor.config.base import KeyedApi
 from monitor.config.catalog import build_catalog
+from monitor.config.preflight import preflight
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -59,14 +61,19 @@ def _config_path(arg: str | None) -> str | None:
 
 
 def _load(path: str | None) -> Config | int:
+    """The config `run` would start with, after the same start-up checks; or the exit code."""
     if not path:
         print("error: no config file: give --config FILE or set MONITOR_CONFIG", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return load_config(path)
+        config = load_config(path)
+        problems = preflight(config)
+        if problems:
+            raise ConfigError(problems, path)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
+    return config
 
 
 def summarize(config: Config) -> str:
@@ -124,12 +131,27 @@ def summarize(config: Config) -> str:
             f"  alertmanager  {n.alertmanager.url} while status in "
             f"{', '.join(n.alertmanager.alert_on)}"
         )
+    lines.extend(
+        f"  WARNING       {name}.base_url is plain http (allow_insecure_http): its key is "
+        "sent in the clear"
+        for name, section in _keyed_sections(config)
+        if section.sends_key_in_clear()
+    )
     lines.append(f"  state         {config.state.backend} {config.state.path}")
     lines.append(
         f"  server        {config.server.listen}"
         f"{' (admin token set)' if config.server.admin_token else ''}"
     )
     return "\n".join(lines)
+
+
+def _keyed_sections(config: Config) -> list[tuple[str, KeyedApi]]:
+    sections: list[tuple[str, KeyedApi | None]] = [
+        ("upstream", config.upstream),
+        ("partner", config.partner),
+        ("marketplace", config.marketplace),
+    ]
+    return [(name, section) for name, section in sections if section is not None]
 
 
 def _run(args: argparse.Namespace) -> int:

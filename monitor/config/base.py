@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from monitor.config import limits as L
-from monitor.config.fields import Float, Int
-from monitor.config.urls import check_url_shape, is_loopback_host
+from monitor.config.fields import Float, HttpUrl, Int
+from monitor.config.urls import is_loopback_host
 
 
 class Strict(BaseModel):
@@ -47,18 +48,23 @@ class KeyedApi(Strict):
     """A section that sends a key to `base_url`: plain http only to loopback, or when
     `allow_insecure_http` says so."""
 
+    base_url: HttpUrl
+    allow_insecure_http: bool = False
+
+    def sends_key_in_clear(self) -> bool:
+        """Whether `base_url` is plain http to a host other than this machine."""
+        url = self.base_url
+        return url.startswith("http://") and not is_loopback_host(urlsplit(url).hostname or "")
+
     @model_validator(mode="after")
     def _https(self) -> KeyedApi:
-        url: str = getattr(self, "base_url", "")
-        if url.startswith("http://") and not getattr(self, "allow_insecure_http", False):
-            host = check_url_shape(url).hostname or ""
-            if not is_loopback_host(host):
-                raise field_error(
-                    "base_url",
-                    "plain http:// would send the key in the clear: use https://, or set "
-                    "allow_insecure_http: true in this section",
-                    url,
-                )
+        if self.sends_key_in_clear() and not self.allow_insecure_http:
+            raise field_error(
+                "base_url",
+                "plain http:// would send the key in the clear: use https://, or set "
+                "allow_insecure_http: true in this section",
+                self.base_url,
+            )
         return self
 
 

@@ -53,6 +53,7 @@ from monitor.config.outputs import (
     When,
     check_webhook_secret,
 )
+from monitor.config.urls import check_host
 from monitor.core.maintenance import DEFAULT_WINDOW, Window
 from monitor.secrets import Secret
 
@@ -103,7 +104,6 @@ class Upstream(KeyedApi):
     """The Inventory Status API and how to talk to it."""
 
     base_url: HttpUrl = "https://app.ticketmaster.com"
-    allow_insecure_http: bool = False
     api_key: Secret
     rate_limit: RateLimit = RateLimit()
     batch_size: Int = Field(1000, ge=1, le=1000)
@@ -213,7 +213,8 @@ class Server(Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        parse_listen(v)
+        host, _ = parse_listen(v)
+        check_host(host)
         return v
 
 
@@ -238,7 +239,6 @@ class Partner(KeyedApi):
     """The Partner API: event details, for venue time zones and event dates."""
 
     base_url: HttpUrl = "https://app.ticketmaster.com/partners/v1"
-    allow_insecure_http: bool = False
     api_key: Secret
     client_secret: Secret
     rate_limit: RateLimit = RateLimit(requests=3600, per_seconds=3600)

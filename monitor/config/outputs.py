@@ -138,7 +138,6 @@ class Marketplace(KeyedApi):
     """A broker marketplace's inventory API."""
 
     base_url: HttpUrl
-    allow_insecure_http: bool = False
     api_token: Secret
     rate_limit: RateLimit = RateLimit(requests=10, per_seconds=1)
     timeout_seconds: Float = Field(15.0, gt=0, le=L.TIMEOUT_MAX)
