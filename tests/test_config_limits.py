@@ -328,3 +328,28 @@ def test_no_error_shows_a_secret(path, value):
             SubscriptionIn.model_validate(body)
         assert SECRET not in str(info.value)
         assert SECRET not in repr(validation_issues(info.value, body, SubscriptionIn))
+
+
+def test_inline_plain_ids_are_kept_as_strings():
+    """A million inline IDs cost their strings, not a model object each."""
+    ids = [f"E{i}" for i in range(1000)]
+    ws = WatchSet.model_validate({"name": "s", "events": [*ids, {"id": "X", "region": "UK"}]})
+    events = ws.events
+    assert events.file_ids[:1000] == tuple(ids)  # type: ignore[attr-defined]
+    assert all(a is b for a, b in zip(events.file_ids, ids, strict=False))  # type: ignore[attr-defined]
+    assert dict(events.attributed) == {1000: events[1000]}  # type: ignore[attr-defined]
+    assert events[1000].region == "UK"
+    assert ws.model_dump()["events"][:2] == ["E0", "E1"]
+    assert WatchSet.model_validate(ws.model_dump()) == ws
+
+
+def test_a_million_bad_ids_give_a_bounded_report():
+    text = HEAD + "watch_sets:\n- name: s\n  events: [" + ", ".join(["'x*'"] * 100_000) + "]\n"
+    found = problems(text)
+    assert len(found) == 1001
+    assert found[-1] == ("watch_sets[0].events", "and 99,000 more problems in this list")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    rendered = info.value.render()
+    assert rendered.splitlines()[0] == "<config>: 1,001 errors in config"
+    assert rendered.endswith("  ... and 801 more")

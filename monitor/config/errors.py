@@ -17,6 +17,10 @@ class ConfigIssue:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
+#: Issues `render` lists before it sums up the rest in one line.
+RENDERED_MAX = 200
+
+
 class ConfigError(Exception):
     """Every problem found in a config, reported together."""
 
@@ -29,8 +33,10 @@ class ConfigError(Exception):
         """All issues, one per line."""
         head = f"{self.source}: " if self.source else ""
         n = len(self.issues)
-        lines = [f"{head}{n} error{'s' if n != 1 else ''} in config"]
-        lines += [f"  {issue}" for issue in self.issues]
+        lines = [f"{head}{n:,} error{'s' if n != 1 else ''} in config"]
+        lines += [f"  {issue}" for issue in self.issues[:RENDERED_MAX]]
+        if n > RENDERED_MAX:
+            lines.append(f"  ... and {n - RENDERED_MAX:,} more")
         return "\n".join(lines)
 
 
@@ -41,5 +47,6 @@ def join_path(parts: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else part
+            text = str(part) if len(str(part)) <= 80 else str(part)[:80] + "..."
+            out += f".{text}" if out else text
     return out

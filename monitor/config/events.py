@@ -73,6 +73,10 @@ def _slow_entry(index: int, item: Any, errors: list[InitErrorDetails]) -> EventE
     return None
 
 
+#: Problems reported per list before the rest are summed up in one.
+ERRORS_MAX = 1_000
+
+
 def validate_events(value: Any) -> ListedEvents:
     """A watch set's `events`: plain IDs are checked at C speed and kept as strings; only
     mappings become EventEntry objects. Every problem is reported with its index."""
@@ -87,6 +91,7 @@ def validate_events(value: Any) -> ListedEvents:
     ids: list[str] = []
     attributed: dict[int, EventEntry | FileEntry] = {}
     errors: list[InitErrorDetails] = []
+    more = 0  # problems past ERRORS_MAX, counted rather than kept
     match = EVENT_ID_RE.fullmatch
     for index, item in enumerate(value):
         if type(item) is str and match(item):
@@ -98,6 +103,12 @@ def validate_events(value: Any) -> ListedEvents:
             ids.append(got.id)
         elif got is not None:
             ids.append(got)
+        if len(errors) > ERRORS_MAX:
+            more += len(errors) - ERRORS_MAX
+            del errors[ERRORS_MAX:]
+    if more:
+        note = f"and {more:,} more problems in this list"
+        errors.append(custom_error("value_error", note, (), None))
     if errors:
         raise ValidationError.from_exception_data("events", errors)
     return ListedEvents((), tuple(ids), attributed)
