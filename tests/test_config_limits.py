@@ -308,8 +308,6 @@ def test_event_entry_errors_keep_their_key_paths():
         ("upstream.api_key", {"k": SECRET}),
         ("partner.client_secret", [SECRET]),
         ("marketplace.api_token", SECRET * 1000),
-        ("state.dsn", "postgresql://u:" + SECRET + "@h:99999/db"),
-        ("state.dsn", "mysql://u:" + SECRET + "@h/db"),
     ],
 )
 def test_no_error_shows_a_secret(path, value):
@@ -353,3 +351,21 @@ def test_a_million_bad_ids_give_a_bounded_report():
     rendered = info.value.render()
     assert rendered.splitlines()[0] == "<config>: 1,001 errors in config"
     assert rendered.endswith("  ... and 801 more")
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u:" + SECRET + "@h:99999/db",
+        "mysql://u:" + SECRET + "@h/db",
+        "postgresql://u:" + SECRET + "@h/db?sslmode=" + SECRET,
+        SECRET,
+    ],
+)
+def test_no_dsn_problem_shows_the_dsn(dsn):
+    from monitor.config.preflight import preflight
+
+    config = parse_config(text_with("state", {"backend": "postgres", "dsn": dsn}), env={})
+    found = preflight(config, resolve=lambda host, port: None)
+    assert [i.path for i in found] == ["state.dsn"]
+    assert SECRET not in repr(found)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.config.errors import ConfigIssue
 from monitor.config.models import Config, State, parse_listen
@@ -108,9 +110,15 @@ def _folder_problem(folder: Path) -> str | None:
 
 
 def _check_dsn(state: State, issues: list[ConfigIssue]) -> None:
-    """The DSN as the PostgreSQL driver itself parses it (without connecting). Its messages
-    are not repeated: they could quote the DSN, which holds the password."""
+    """The DSN's shape, then the DSN as the PostgreSQL driver itself parses it (without
+    connecting). The driver's messages are not repeated: they could quote the DSN, which holds
+    the password."""
     assert state.dsn is not None  # the model requires one with backend postgres
+    try:
+        check_dsn_shape(state.dsn.reveal())
+    except ValueError as exc:
+        issues.append(ConfigIssue("state.dsn", str(exc)))
+        return
     parse = _driver_parser()
     if parse is None:
         return
@@ -124,6 +132,27 @@ def _check_dsn(state: State, issues: list[ConfigIssue]) -> None:
             else ""
         )
         issues.append(ConfigIssue("state.dsn", f"the PostgreSQL driver cannot parse it{hint}"))
+
+
+def check_dsn_shape(dsn: str) -> None:
+    """A PostgreSQL URI (postgres:// or postgresql://) whose ports are 1-65535; raises
+    ValueError with a reason that never repeats the DSN (it holds a password)."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        raise ValueError("the DSN is not a valid URI (postgresql://user@host:5432/db)") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError("the DSN must start with postgresql:// or postgres://")
+    hosts = parts.netloc.rpartition("@")[2]
+    for hostport in hosts.split(","):
+        m = _HOSTPORT_RE.fullmatch(hostport)
+        if m is None:
+            raise ValueError("a host in the DSN is not host, host:port or [v6]:port")
+        if m[1] is not None and not 1 <= int(m[1]) <= 65535:
+            raise ValueError("a port in the DSN is not a number from 1 to 65535")
+
+
+_HOSTPORT_RE = re.compile(r"(?:\[[0-9A-Fa-f:.%\w]*\]|[^\[\]:/?#\s]*)(?::(\d{1,5}))?")
 
 
 def _driver_parser() -> Callable[[str], Any] | None:
