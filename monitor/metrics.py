@@ -124,6 +124,19 @@ class Metrics:
             "Batches whose changes could not be stored (they are judged again next poll).",
             registry=r,
         )
+        self.state_store_ok = Gauge(
+            p + "state_store_ok",
+            "1 while the state store takes writes; 0 while they fail (full, read-only, moved).",
+            registry=r,
+        )
+        self.state_store_ok.set(1)
+        self.state_store_errors_total = Counter(
+            p + "state_store_errors_total",
+            "Failed writes (and write probes) of the state store, by kind: full, readonly, "
+            "moved, io, corrupt, busy, denied, unavailable, error.",
+            ["kind"],
+            registry=r,
+        )
         self.config_reloads_total = Counter(
             p + "config_reloads_total", "SIGHUP reloads by outcome.", ["outcome"], registry=r
         )
@@ -248,3 +261,9 @@ class Metrics:
             "Alerts this daemon keeps firing on Alertmanager.",
             registry=r,
         )
+
+    def store_write(self, failure_kind: str | None, ok: bool) -> None:
+        """The state store's writes: one failed (of `failure_kind`) or they go in again."""
+        if failure_kind is not None:
+            self.state_store_errors_total.labels(failure_kind).inc()
+        self.state_store_ok.set(1 if ok else 0)

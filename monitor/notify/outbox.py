@@ -35,7 +35,7 @@ from monitor.notify.lanes import Lane
 from monitor.notify.outcomes import ExtraTargets, Outcomes, next_delay
 from monitor.notify.subscriptions import Subscriptions
 from monitor.notify.webhook import WebhookSender, WebhookTarget
-from monitor.store.base import Delivery, PendingDelivery, Store, delivery_id
+from monitor.store.base import Delivery, PendingDelivery, Store
 
 log = get_logger("monitor.outbox")
 
@@ -323,9 +323,8 @@ class OutboxWorker:
                 if hook is None:
                     self._wake.set()  # not a webhook (an action rule): the store pump sends it
                 elif hook.enabled:
-                    d = Delivery(
-                        delivery_id(t.sequence, name), name, t, 0, due_at, due_at, "pending"
-                    )
+                    did = self._store.delivery_id(t.sequence, name)
+                    d = Delivery(did, name, t, 0, due_at, due_at, "pending")
                     groups.setdefault((name, t.event_id), []).append(d)
         return groups
 
