@@ -55,17 +55,17 @@ class StateFileMoved(Exception):
 
 
 def root_cause(exc: BaseException) -> WriteFailure:
-    """The failure an exception stands for: the first database error in its chain (an error
-    while rolling back hides the one that made the transaction fail), else the exception."""
+    """The failure an exception stands for: the innermost database error in its chain (an
+    error while rolling back would hide the one that made the transaction fail), else the
+    exception itself."""
     seen: set[int] = set()
+    found: WriteFailure | None = None
     node: BaseException | None = exc
     while node is not None and id(node) not in seen:
         seen.add(id(node))
-        failure = _classify(node)
-        if failure is not None:
-            return failure
+        found = _classify(node) or found
         node = node.__cause__ or node.__context__
-    return WriteFailure("error", _text(exc))
+    return found or WriteFailure("error", _text(exc))
 
 
 def _classify(exc: BaseException) -> WriteFailure | None:
@@ -124,12 +124,17 @@ class WriteHealth:
         """Whether the store takes writes, as far as anyone knows."""
         return self.moved is None and not self._write_failed and not self._probe_failed
 
+    @property
+    def failure(self) -> WriteFailure | None:
+        """Why writes fail (None while they go in)."""
+        return None if self.ok else self.moved or self._last
+
     def state(self) -> tuple[bool, str]:
         """(True, "ok"), or (False, why writes fail) for readiness."""
-        if self.ok:
+        failure = self.failure
+        if failure is None:
             return True, "ok"
-        failure = self.moved or self._last
-        cause = failure.cause if failure is not None else "unknown"
+        cause = failure.cause
         return False, f"the {self._what} cannot take writes: {cause}"
 
     def failed(self, failure: WriteFailure, *, probe: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -144,7 +145,7 @@ class SQLiteStore:
         goes in (a read-only file opens fine) and start watching the file."""
         self._writer = new_writer_id()
         await self._run(self._open_sync)
-        await self.check()
+        await self.check(probe=True)
         self._watch = asyncio.create_task(self._watch_loop(), name="state-file-watch")
 
     def _open_sync(self) -> None:
@@ -152,12 +153,12 @@ class SQLiteStore:
             path = Path(self._path)
             path.parent.mkdir(parents=True, exist_ok=True)
             # The state holds webhook secrets of API-created subscriptions: owner only.
-            path.touch(mode=0o600, exist_ok=True)
+            # Created only when missing: touching a file that is there would fail on a
+            # read-only one, which is to open (and be reported not ready), not to crash.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._lock = _lock_file(path.with_name(path.name + ".lock"))
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn = self._connect()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
@@ -180,6 +181,23 @@ class SQLiteStore:
         self._conn = conn
         if self._file is not None:
             self._file.pin()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _reconnect_sync(self) -> None:
+        """A new connection to the same file. SQLite opens a file it cannot write read-only,
+        and that connection stays read-only after the file is made writable."""
+        if self._file is not None and self._file.moved() is not None:
+            return
+        old, self._conn = self._conn, None
+        if old is not None:
+            old.close()
+        self._conn = self._connect()
 
     async def close(self) -> None:
         """Close the connection and the writer thread."""
@@ -401,18 +419,21 @@ class SQLiteStore:
             failure = WriteFailure("moved", moved)
         self.health.failed(failure, probe=probe)
 
-    async def check(self) -> None:
-        """Whether the path still names the open file, and (when no write went in for a while,
-        or only a probe failed) whether a small write goes in."""
+    async def check(self, *, probe: bool = False) -> None:
+        """Whether the path still names the open file, and (with `probe`, when no write went
+        in for a while, or when only a probe failed) whether a small write goes in."""
         if self._conn is None or self.health.moved is not None:
             return
         quiet = self._clock.monotonic() - self.health.last_success >= self._check_seconds
-        if not quiet and self.health.ok:
+        if not (probe or quiet) and self.health.ok:
             moved = self._file.moved() if self._file is not None else None
             if moved is not None:
                 self._failed(WriteFailure("moved", moved))
             return
         try:
+            failure = self.health.failure
+            if failure is not None and failure.kind == "readonly":
+                await self._run(self._reconnect_sync)
             await self._run(self._write_sync, _probe, self._clock.wall())
         except Exception as exc:
             self._failed(root_cause(exc), probe=True)
