@@ -628,6 +628,7 @@ class Daemon:
             self._log_plan()
         self.live.recount(catalog)
         self.scheduler.publish_static_gauges()
+        self.metrics.keep_only("watch_set", catalog.sets)
         self.scheduler.reschedule()
 
     # -- reload ----------------------------------------------------------------------------

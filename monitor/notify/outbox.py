@@ -174,6 +174,7 @@ class OutboxWorker:
         hold rows the lanes do not know, so they ask it again before handing over."""
         for lane in self._lanes.values():
             lane.unclean()
+        self._last_counts = -1.0  # and publish the counts as they are now
         self._wake.set()
 
     def start(self) -> None:
@@ -468,11 +469,15 @@ class OutboxWorker:
         self._last_counts = now
         counts = await self._store.outbox_counts()
         m = self._metrics
-        for sub in self._subs.all():
+        subs = self._subs.all()
+        for sub in subs:
             pending, dead = counts.get(sub.name, (0, 0))
             m.webhook_pending.labels(sub.name).set(pending)
             m.webhook_dead_letters.labels(sub.name).set(dead)
             m.webhook_subscription_enabled.labels(sub.name).set(1 if sub.enabled else 0)
+        # Deleted subscriptions leave no series behind (an attempt still in flight when one
+        # was deleted may have made some again since the last round).
+        m.keep_only("subscription", {sub.name for sub in subs})
 
 
 class _Done:
