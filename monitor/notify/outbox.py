@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from monitor.clock import Clock, SystemClock
 from monitor.core.filters import TransitionLike
+from monitor.core.summary import Summary
 from monitor.domain import Transition
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
@@ -71,6 +72,7 @@ class OutboxWorker:
         claim_seconds: float = 60.0,
         ack_linger: float = 0.05,
         lane_capacity: int = LANE_CAPACITY,
+        log_every: float = 60.0,
     ) -> None:
         self._claimer = claimer
         self._claim_seconds = claim_seconds
@@ -98,7 +100,13 @@ class OutboxWorker:
         self._reads = 0  # store reads under way whose answers may still list those rows
         self._acked_while_reading: set[str] = set()
         self._look_after_ack = False
-        self._acks = AckWriter(store.deliveries_done, self._ack_written, linger=ack_linger)
+        self._acks = AckWriter(
+            store.deliveries_done,
+            self._ack_written,
+            linger=ack_linger,
+            clock=self._clock,
+            log_every=log_every,
+        )
         self._outcomes = Outcomes(
             store=store,
             subscriptions=subscriptions,
@@ -108,7 +116,9 @@ class OutboxWorker:
             rng=rng or random.Random(),
             extra=extra,
             delivered=self._delivered,
+            log_every=log_every,
         )
+        self._crashes = Summary(log_every)  # of attempts and pump rounds, per target
         self._retries: list[float] = []  # when retries this worker wrote fall due (a heap)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -218,7 +228,8 @@ class OutboxWorker:
                 if self._retries:
                     wait = min(wait, self._retries[0] - now)
             except Exception:
-                log.exception("outbox pump failed; trying again shortly")
+                if self._crashes.admit("pump", self._clock.monotonic()) is not None:
+                    log.exception("outbox pump failed; trying again shortly")
                 wait = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
@@ -401,7 +412,14 @@ class OutboxWorker:
             if retry_at:
                 heapq.heappush(self._retries, retry_at)
         except Exception:
-            log.exception("delivery attempt crashed", delivery_id=delivery.id)
+            # A store that cannot write fails every attempt's bookkeeping: summarised.
+            held = self._crashes.admit(("attempt", target.name), self._clock.monotonic())
+            if held is not None:
+                log.exception(
+                    "delivery attempt crashed",
+                    delivery_id=delivery.id,
+                    **({"repeated": held} if held else {}),
+                )
         finally:
             look = lane.finish(delivery, delivered)
             self._dispatch(lane)  # the slot is free: the next one goes now
