@@ -56,15 +56,24 @@ CHECKPOINT_SECONDS = 300.0
 WATCH_SET_KIND = "watch_set"
 
 
-def make_store(config: Config) -> Store:
+def make_store(config: Config, clock: Clock | None = None) -> Store:
     """The store the config asks for."""
     st = config.state
     if st.backend == "postgres":
         from monitor.store.postgres import PostgresStore
 
         assert st.dsn is not None
-        return PostgresStore(st.dsn.reveal(), schema=st.schema_, max_size=st.pool_size)
-    return SQLiteStore(st.path)
+        return PostgresStore(st.dsn.reveal(), schema=st.schema_, max_size=st.pool_size, clock=clock)
+    return SQLiteStore(st.path, clock=clock)
+
+
+def watch_store(store: Store, metrics: Metrics) -> None:
+    """Keep the state-store metrics with the store's write health."""
+    health = store.health
+    health.observe(
+        lambda failure: metrics.store_write(failure.kind if failure else None, health.ok)
+    )
+    metrics.store_write(None, health.ok)
 
 
 async def _bounded(fn: Callable[..., Awaitable[object]], *args: object) -> None:
@@ -107,7 +116,9 @@ class Daemon:
         self.api_sets: dict[str, WatchSet] = {}
         self.catalog: Catalog = build_catalog(config)
         self.live = LiveState()
-        self.store: Store = store or make_store(config)
+        self.store: Store = store or make_store(config, self.clock)
+        self.health.store = self.store.health.state
+        watch_store(self.store, self.metrics)
         self.subscriptions = Subscriptions(self.store)
         self._extra_notifiers = list(notifiers)
         self._webhook_resolver = webhook_resolver
@@ -617,6 +628,7 @@ class Daemon:
             self._log_plan()
         self.live.recount(catalog)
         self.scheduler.publish_static_gauges()
+        self.metrics.keep_only("watch_set", catalog.sets)
         self.scheduler.reschedule()
 
     # -- reload ----------------------------------------------------------------------------

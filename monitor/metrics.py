@@ -5,7 +5,10 @@ No label ever carries an event ID.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.metrics import MetricWrapperBase
 
 from monitor import __version__
 
@@ -122,6 +125,19 @@ class Metrics:
         self.state_write_errors_total = Counter(
             p + "state_write_errors_total",
             "Batches whose changes could not be stored (they are judged again next poll).",
+            registry=r,
+        )
+        self.state_store_ok = Gauge(
+            p + "state_store_ok",
+            "1 while the state store takes writes; 0 while they fail (full, read-only, moved).",
+            registry=r,
+        )
+        self.state_store_ok.set(1)
+        self.state_store_errors_total = Counter(
+            p + "state_store_errors_total",
+            "Failed writes (and write probes) of the state store, by kind: full, readonly, "
+            "moved, io, corrupt, busy, denied, unavailable, error.",
+            ["kind"],
             registry=r,
         )
         self.config_reloads_total = Counter(
@@ -248,3 +264,38 @@ class Metrics:
             "Alerts this daemon keeps firing on Alertmanager.",
             registry=r,
         )
+
+    def store_write(self, failure_kind: str | None, ok: bool) -> None:
+        """The state store's writes: one failed (of `failure_kind`) or they go in again."""
+        if failure_kind is not None:
+            self.state_store_errors_total.labels(failure_kind).inc()
+        self.state_store_ok.set(1 if ok else 0)
+
+    # -- series of objects that come and go (subscriptions, rules, watch sets) ------------------
+
+    def _labelled(self, label: str) -> list[MetricWrapperBase]:
+        return [
+            m
+            for m in vars(self).values()
+            if isinstance(m, MetricWrapperBase) and label in m._labelnames
+        ]
+
+    def label_values(self, label: str) -> set[str]:
+        """Every value `label` has in some series now."""
+        values: set[str] = set()
+        for metric in self._labelled(label):
+            for family in metric.collect():
+                values.update(s.labels[label] for s in family.samples if label in s.labels)
+        return values
+
+    def forget(self, label: str, value: str) -> None:
+        """Remove every series whose `label` is `value` (its object was deleted): a deleted
+        subscription's pending count is not 253 forever, and names that come and go do not
+        pile up series."""
+        for metric in self._labelled(label):
+            metric.remove_by_labels({label: value})
+
+    def keep_only(self, label: str, values: Collection[str]) -> None:
+        """Remove the series of every `label` value not in `values` (the objects that exist)."""
+        for gone in self.label_values(label).difference(values):
+            self.forget(label, gone)

@@ -291,13 +291,15 @@ async def test_dead_letters_listed_and_replayed(api):
     store = api.store
     t = NewTransition(A, "status", "TICKETS_AVAILABLE", "FEW_TICKETS_LEFT", ("config-set",), 1000.0)
     [stored] = await store.record({A: EventState()}, [t], 1000.0, [["from-config"]], 1000.0)
-    await store.delivery_dead(f"msg_{stored.sequence}_from-config", 8, "HTTP 500", 2000.0)
+    await store.delivery_dead(
+        store.delivery_id(stored.sequence, "from-config"), 8, "HTTP 500", 2000.0
+    )
     status, data = await call(
         "GET", api.url + "/v1/subscriptions/from-config/dead-letters", headers=AUTH
     )
     assert status == 200
     [dead] = data["dead_letters"]
-    assert dead["id"] == f"msg_{stored.sequence}_from-config" and dead["attempts"] == 8
+    assert dead["id"] == store.delivery_id(stored.sequence, "from-config") and dead["attempts"] == 8
     assert dead["transition"]["current"] == "FEW_TICKETS_LEFT"
     status, data = await call(
         "POST",

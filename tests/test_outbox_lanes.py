@@ -17,7 +17,7 @@ FEW, NONE = "FEW_TICKETS_LEFT", "TICKETS_NOT_AVAILABLE"
 
 def d(seq: int, event: str, sub: str = "a", attempts: int = 0) -> Delivery:
     t = Transition(seq, event, ("main",), "status", FEW, NONE, 100.0, {})
-    return Delivery(delivery_id(seq, sub), sub, t, attempts, 100.0, 100.0, "pending")
+    return Delivery(delivery_id("w", seq, sub), sub, t, attempts, 100.0, 100.0, "pending")
 
 
 def row(x: Delivery) -> PendingDelivery:

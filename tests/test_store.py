@@ -30,7 +30,6 @@ from monitor.store.base import (
     PendingDelivery,
     Store,
     StoredState,
-    delivery_id,
 )
 from monitor.store.postgres import PostgresStore
 from monitor.store.sqlite import SQLiteStore
@@ -166,9 +165,9 @@ def stored(seq: int, t: NewTransition) -> Transition:
     )
 
 
-def pending(seq: int, sub: str, t: NewTransition, at: float, **kw: Any) -> Delivery:
+def pending(store: Store, seq: int, sub: str, t: NewTransition, at: float, **kw: Any) -> Delivery:
     fields: dict[str, Any] = {"attempts": 0, "next_attempt_at": at, "state": "pending", **kw}
-    return Delivery(delivery_id(seq, sub), sub, stored(seq, t), created_at=at, **fields)
+    return Delivery(store.delivery_id(seq, sub), sub, stored(seq, t), created_at=at, **fields)
 
 
 def ids(deliveries: list[Delivery]) -> list[str]:
@@ -353,10 +352,10 @@ async def test_record_with_deliveries_fills_the_outbox(store: Store) -> None:
     assert [t.sequence for t in got] == [1, 2, 3, 4]
     assert await store.outbox_counts() == {"a": (2, 0), "b": (1, 0)}
     assert await store.due_deliveries("a", 100.0, 10) == [
-        pending(1, "a", new[0], 100.0),
-        pending(2, "a", new[1], 100.0),
+        pending(store, 1, "a", new[0], 100.0),
+        pending(store, 2, "a", new[1], 100.0),
     ]
-    assert ids(await store.due_deliveries("b", 100.0, 10)) == [delivery_id(1, "b")]
+    assert ids(await store.due_deliveries("b", 100.0, 10)) == [store.delivery_id(1, "b")]
     assert await store.due_deliveries("nobody", 100.0, 10) == []
 
 
@@ -365,21 +364,23 @@ async def test_due_deliveries_order_and_per_event_hold_back(store: Store) -> Non
     await store.record({}, [e1a, e1b, e2], 1.0, [["a", "b"], ["a"], ["a"]], 100.0)
     e3 = tr("E3")
     await store.record({}, [e3], 2.0, [["a"]], 50.0)  # a later sequence due earlier
-    m1, m2, m3, m4 = (delivery_id(n, "a") for n in (1, 2, 3, 4))
+    m1, m2, m3, m4 = (store.delivery_id(n, "a") for n in (1, 2, 3, 4))
 
     assert await store.due_deliveries("a", 49.0, 10) == []
     # E1's second transition waits behind its first; other events do not.
     assert ids(await store.due_deliveries("a", 100.0, 10)) == [m4, m1, m3]
     assert ids(await store.due_deliveries("a", 100.0, 2)) == [m4, m1]
     # Another subscription's pending delivery holds nothing back for this one.
-    assert ids(await store.due_deliveries("b", 100.0, 10)) == [delivery_id(1, "b")]
+    assert ids(await store.due_deliveries("b", 100.0, 10)) == [store.delivery_id(1, "b")]
 
     await store.delivery_retry(m1, 1, 200.0, "HTTP 500")
     assert ids(await store.due_deliveries("a", 150.0, 10)) == [m4, m3]  # m2 still held back
     assert await store.due_deliveries("a", 200.0, 10) == [
-        pending(4, "a", e3, 50.0),
-        pending(3, "a", e2, 100.0),
-        pending(1, "a", e1a, 100.0, attempts=1, next_attempt_at=200.0, last_error="HTTP 500"),
+        pending(store, 4, "a", e3, 50.0),
+        pending(store, 3, "a", e2, 100.0),
+        pending(
+            store, 1, "a", e1a, 100.0, attempts=1, next_attempt_at=200.0, last_error="HTTP 500"
+        ),
     ]
 
     await store.delivery_done(m1)
@@ -390,7 +391,7 @@ async def test_due_deliveries_order_and_per_event_hold_back(store: Store) -> Non
     await store.delivery_dead(m2, 5, "HTTP 410", 160.0)
     (e1c,) = await store.record({}, [tr("E1", NONE, AVAILABLE)], 3.0, [["a"]], 150.0)
     assert ids(await store.due_deliveries("a", 150.0, 10)) == [
-        m4, m3, delivery_id(e1c.sequence, "a")
+        m4, m3, store.delivery_id(e1c.sequence, "a")
     ]  # fmt: skip
 
 
@@ -408,24 +409,26 @@ async def test_due_deliveries_stays_quick_behind_a_backlog(store: Store) -> None
 async def test_pending_deliveries_of_some_events(store: Store) -> None:
     """What the outbox reads about fresh transitions: their rows and any earlier pending one."""
     await store.record({}, [tr("E1"), tr("E2"), tr("E3")], 1.0, [["a", "b"], ["a"], ["b"]], 100.0)
-    await store.delivery_done(delivery_id(2, "a"))
-    await store.delivery_dead(delivery_id(3, "b"), 5, "HTTP 500", 150.0)
+    await store.delivery_done(store.delivery_id(2, "a"))
+    await store.delivery_dead(store.delivery_id(3, "b"), 5, "HTTP 500", 150.0)
     await store.record({}, [tr("E1", FEW, NONE), tr("E2", FEW, NONE)], 2.0, [["a"], ["a"]], 200.0)
-    await store.delivery_retry(delivery_id(1, "a"), 1, 300.0, "timeout")
+    await store.delivery_retry(store.delivery_id(1, "a"), 1, 300.0, "timeout")
     got = await store.pending_deliveries(["a", "b"], ["E1", "E2", "E3"], 5)
     assert sorted(got) == [
-        PendingDelivery(delivery_id(1, "a"), "a", "E1", 1, 1, 300.0, 100.0),
-        PendingDelivery(delivery_id(1, "b"), "b", "E1", 1, 0, 100.0, 100.0),
-        PendingDelivery(delivery_id(4, "a"), "a", "E1", 4, 0, 200.0, 200.0),
-        PendingDelivery(delivery_id(5, "a"), "a", "E2", 5, 0, 200.0, 200.0),
+        PendingDelivery(store.delivery_id(1, "a"), "a", "E1", 1, 1, 300.0, 100.0),
+        PendingDelivery(store.delivery_id(1, "b"), "b", "E1", 1, 0, 100.0, 100.0),
+        PendingDelivery(store.delivery_id(4, "a"), "a", "E1", 4, 0, 200.0, 200.0),
+        PendingDelivery(store.delivery_id(5, "a"), "a", "E2", 5, 0, 200.0, 200.0),
     ]  # done and dead rows are not pending
-    assert ids_of(await store.pending_deliveries(["a"], ["E1"], 3)) == [delivery_id(1, "a")]
+    assert ids_of(await store.pending_deliveries(["a"], ["E1"], 3)) == [store.delivery_id(1, "a")]
     assert ids_of(await store.pending_deliveries(["b", "c"], ["E2", "E1"], 9)) == [
-        delivery_id(1, "b")
+        store.delivery_id(1, "b")
     ]
     assert await store.pending_deliveries([], ["E1"], 9) == []
     assert await store.pending_deliveries(["a"], [], 9) == []
-    assert ids_of(await store.pending_rows("a", 10)) == [delivery_id(n, "a") for n in (1, 4, 5)]
+    assert ids_of(await store.pending_rows("a", 10)) == [
+        store.delivery_id(n, "a") for n in (1, 4, 5)
+    ]
     assert len(await store.pending_rows("a", 2)) == 2
     assert await store.pending_rows("c", 10) == []
 
@@ -439,12 +442,12 @@ async def test_next_delivery_at(store: Store) -> None:
     await store.record({}, [tr("A")], 1.0, [["a"]], 100.0)
     await store.record({}, [tr("B")], 1.0, [["a", "b"]], 50.0)
     assert await store.next_delivery_at() == 50.0
-    await store.delivery_retry(delivery_id(2, "a"), 1, 300.0, "timeout")
-    await store.delivery_dead(delivery_id(2, "b"), 3, "HTTP 404", 60.0)
+    await store.delivery_retry(store.delivery_id(2, "a"), 1, 300.0, "timeout")
+    await store.delivery_dead(store.delivery_id(2, "b"), 3, "HTTP 404", 60.0)
     assert await store.next_delivery_at() == 100.0
-    await store.delivery_done(delivery_id(1, "a"))
+    await store.delivery_done(store.delivery_id(1, "a"))
     assert await store.next_delivery_at() == 300.0
-    await store.delivery_dead(delivery_id(2, "a"), 2, "timeout", 300.0)
+    await store.delivery_dead(store.delivery_id(2, "a"), 2, "timeout", 300.0)
     assert await store.next_delivery_at() is None
 
 
@@ -452,17 +455,20 @@ async def test_dead_letters(store: Store) -> None:
     new = [tr("A"), tr("B"), tr("C")]
     for n, t in enumerate(new):
         await store.record({}, [t], 1.0, [["a", "b"]], 100.0 * (n + 1))
-        await store.delivery_dead(delivery_id(n + 1, "a"), 5, f"HTTP 50{n}", 1000.0 + n)
+        await store.delivery_dead(store.delivery_id(n + 1, "a"), 5, f"HTTP 50{n}", 1000.0 + n)
     assert await store.outbox_counts() == {"a": (0, 3), "b": (3, 0)}
     assert await store.dead_letters("a", 10) == [
-        Delivery(delivery_id(n + 1, "a"), "a", stored(n + 1, t), 5, 100.0 * (n + 1),
+        Delivery(store.delivery_id(n + 1, "a"), "a", stored(n + 1, t), 5, 100.0 * (n + 1),
                  100.0 * (n + 1), "dead", f"HTTP 50{n}", 1000.0 + n)
         for n, t in enumerate(new)
     ]  # fmt: skip
-    assert ids(await store.dead_letters("a", 2)) == [delivery_id(1, "a"), delivery_id(2, "a")]
+    assert ids(await store.dead_letters("a", 2)) == [
+        store.delivery_id(1, "a"),
+        store.delivery_id(2, "a"),
+    ]
     assert ids(await store.dead_letters("a", 10, since=200.0)) == [
-        delivery_id(2, "a"),
-        delivery_id(3, "a"),
+        store.delivery_id(2, "a"),
+        store.delivery_id(3, "a"),
     ]
     assert await store.dead_letters("b", 10) == []
     assert await store.due_deliveries("a", 10_000.0, 10) == []
@@ -472,22 +478,22 @@ async def test_replay_by_ids_by_since_and_all(store: Store) -> None:
     for n in range(4):
         await store.record({}, [tr(f"E{n}")], 1.0, [["a", "b"]], 100.0 * (n + 1))
         for sub in ("a", "b"):
-            await store.delivery_dead(delivery_id(n + 1, sub), 5, "HTTP 500", 900.0)
+            await store.delivery_dead(store.delivery_id(n + 1, sub), 5, "HTTP 500", 900.0)
 
-    got = await store.replay("a", 1000.0, [delivery_id(1, "a"), "msg_999_a", delivery_id(2, "b")],
+    got = await store.replay("a", 1000.0, [store.delivery_id(1, "a"), "msg_999_a", store.delivery_id(2, "b")],
                              None)  # fmt: skip
     assert got == 1
     assert await store.replay("a", 1000.0, [], None) == 0
     assert await store.due_deliveries("a", 1000.0, 10) == [
-        pending(1, "a", tr("E0"), 100.0, next_attempt_at=1000.0, last_error="HTTP 500")
+        pending(store, 1, "a", tr("E0"), 100.0, next_attempt_at=1000.0, last_error="HTTP 500")
     ]
     assert await store.replay("a", 1100.0, None, 300.0) == 2  # created at 300 and 400
     assert await store.outbox_counts() == {"a": (3, 1), "b": (0, 4)}
     assert await store.replay("a", 1200.0, None, None) == 1
     assert await store.replay("a", 1200.0, None, None) == 0
     assert await store.outbox_counts() == {"a": (4, 0), "b": (0, 4)}
-    assert await store.replay("b", 1300.0, [delivery_id(4, "b")], 350.0) == 1
-    assert await store.replay("b", 1300.0, [delivery_id(1, "b")], 350.0) == 0
+    assert await store.replay("b", 1300.0, [store.delivery_id(4, "b")], 350.0) == 1
+    assert await store.replay("b", 1300.0, [store.delivery_id(1, "b")], 350.0) == 0
     assert await store.outbox_counts() == {"a": (4, 0), "b": (1, 3)}
 
 
@@ -499,7 +505,7 @@ async def test_done_with_a_result_is_kept_and_listed_as_recent(
     new = [tr(f"E{n}") for n in range(5)]
     for n, t in enumerate(new):
         await store.record({}, [t], 1.0, [["action-x", "hook"]], 100.0 + n)
-    x = [delivery_id(n, "action-x") for n in range(1, 6)]
+    x = [store.delivery_id(n, "action-x") for n in range(1, 6)]
 
     await store.delivery_done(x[0], {"ok": True, "ticket": {"id": 7}}, 500.0)
     await store.delivery_done(x[1])  # no result: gone
@@ -512,11 +518,11 @@ async def test_done_with_a_result_is_kept_and_listed_as_recent(
     assert [(d.id, d.state) for d in recent] == [
         (x[4], "pending"), (x[3], "pending"), (x[2], "dead"), (x[0], "done")
     ]  # fmt: skip
-    assert recent[-1] == pending(1, "action-x", new[0], 100.0, state="done",
+    assert recent[-1] == pending(store, 1, "action-x", new[0], 100.0, state="done",
                                  result={"ok": True, "ticket": {"id": 7}}, finished_at=500.0)  # fmt: skip
     assert ids(await store.recent_deliveries("hook", 2)) == [
-        delivery_id(5, "hook"),
-        delivery_id(4, "hook"),
+        store.delivery_id(5, "hook"),
+        store.delivery_id(4, "hook"),
     ]
     assert len(await store.recent_deliveries("", 100)) == 9
     assert await store.recent_deliveries("nobody", 10) == []
@@ -524,20 +530,20 @@ async def test_done_with_a_result_is_kept_and_listed_as_recent(
     # Only the newest KEEP_DONE finished deliveries stay.
     for n in (3, 4):
         await store.delivery_done(x[n], {"n": n}, 600.0 + n)
-    await store.delivery_done(delivery_id(1, "hook"), {"n": 0}, 700.0)
+    await store.delivery_done(store.delivery_id(1, "hook"), {"n": 0}, 700.0)
     kept = [d.id for d in await store.recent_deliveries("", 100) if d.state == "done"]
-    assert sorted(kept) == sorted([x[3], x[4], delivery_id(1, "hook")])
+    assert sorted(kept) == sorted([x[3], x[4], store.delivery_id(1, "hook")])
     assert await store.drop_deliveries("action-x") == 3  # done, dead and all
 
 
 async def test_drop_deliveries_forgets_one_subscription(store: Store) -> None:
     await store.record({}, [tr("A"), tr("B")], 1.0, [["a", "b"], ["a"]], 100.0)
-    await store.delivery_dead(delivery_id(2, "a"), 5, "HTTP 500", 200.0)
+    await store.delivery_dead(store.delivery_id(2, "a"), 5, "HTTP 500", 200.0)
     assert await store.drop_deliveries("a") == 2
     assert await store.drop_deliveries("a") == 0
     assert await store.outbox_counts() == {"b": (1, 0)}
     assert await store.dead_letters("a", 10) == []
-    assert ids(await store.due_deliveries("b", 100.0, 10)) == [delivery_id(1, "b")]
+    assert ids(await store.due_deliveries("b", 100.0, 10)) == [store.delivery_id(1, "b")]
 
 
 # -- runtime-managed objects -------------------------------------------------------------------
@@ -639,8 +645,8 @@ async def test_recording_1000_changed_states_is_quick(store: Store) -> None:
 async def test_many_deliveries_done_at_once(store: Store) -> None:
     new = [tr(f"E{n}") for n in range(4)]
     await store.record({}, new, 1.0, [["hook"]] * 4, 100.0)
-    done = [delivery_id(n, "hook") for n in range(1, 4)]
+    done = [store.delivery_id(n, "hook") for n in range(1, 4)]
     await store.deliveries_done(done)
     await store.deliveries_done([])
     assert await store.outbox_counts() == {"hook": (1, 0)}
-    assert ids(await store.due_deliveries("hook", 1000.0, 10)) == [delivery_id(4, "hook")]
+    assert ids(await store.due_deliveries("hook", 1000.0, 10)) == [store.delivery_id(4, "hook")]

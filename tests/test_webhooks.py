@@ -75,7 +75,7 @@ async def test_a_transition_is_delivered_signed_per_the_standard(
         "previous": "TICKETS_AVAILABLE", "current": "FEW_TICKETS_LEFT",
         "observed_at": body["data"]["observed_at"],
     }  # fmt: skip
-    assert rec.msg_id == "msg_1_ops"
+    assert rec.msg_id == d.store.delivery_id(1, "ops")
     assert await d.store.outbox_counts() == {}
 
 
@@ -206,12 +206,16 @@ async def test_the_schedule_spent_makes_a_dead_letter_that_can_be_replayed(
     await advance(d, clock, 2, rounds=3)
     assert len(receiver.received) == 3
     [dead] = await d.store.dead_letters("ops", 10)
-    assert dead.id == "msg_1_ops" and dead.attempts == 3 and "HTTP 500" in dead.last_error
+    assert (
+        dead.id == d.store.delivery_id(1, "ops")
+        and dead.attempts == 3
+        and "HTTP 500" in dead.last_error
+    )
     assert (await d.store.outbox_counts())["ops"] == (0, 1)
     receiver.respond = lambda r: 200
     assert await d.store.replay("ops", clock.wall(), None, None) == 1
     await d.outbox.drain()
-    assert receiver.received[-1].status == 200 and receiver.received[-1].msg_id == "msg_1_ops"
+    assert receiver.received[-1].status == 200 and receiver.received[-1].msg_id == dead.id
 
 
 async def test_filters_select_exactly_what_they_say(sim, tmp_path, start_daemon, receiver):

@@ -162,6 +162,7 @@ class ActionRules:
             targets[target.name] = target
             self._metrics.action_rule_enabled.labels(rule.name).set(1 if target.enabled else 0)
         self._targets = targets
+        self._metrics.keep_only("rule", {t.rule.name for t in targets.values()})
 
     def targets(self) -> list[Target]:
         """The rules as outbox targets."""

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
+from monitor.clock import Clock, SystemClock
+from monitor.core.summary import Summary
 from monitor.logs import get_logger
 
 log = get_logger("monitor.outbox")
@@ -32,6 +34,8 @@ class AckWriter:
         *,
         linger: float = 0.05,
         retry_seconds: float = 1.0,
+        clock: Clock | None = None,
+        log_every: float = 60.0,
     ) -> None:
         self._write = write
         self._written = written
@@ -43,6 +47,8 @@ class AckWriter:
         self._lock = asyncio.Lock()  # one write at a time, in the order the IDs came
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._clock = clock or SystemClock()
+        self._failures = Summary(log_every, max_keys=1)  # a write retried every second
 
     def __len__(self) -> int:
         """IDs not yet written (those of a write under way included)."""
@@ -98,7 +104,12 @@ class AckWriter:
                 self._waiting[:0] = batch
                 raise
             except Exception:
-                log.exception("could not record delivered messages; trying again")
+                held = self._failures.admit("write", self._clock.monotonic())
+                if held is not None:
+                    log.exception(
+                        "could not record delivered messages; trying again",
+                        **({"repeated": held} if held else {}),
+                    )
                 self._waiting[:0] = batch
                 return False
             finally:

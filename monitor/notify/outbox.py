@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from monitor.clock import Clock, SystemClock
 from monitor.core.filters import TransitionLike
+from monitor.core.summary import Summary
 from monitor.domain import Transition
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
@@ -35,7 +36,7 @@ from monitor.notify.lanes import Lane
 from monitor.notify.outcomes import ExtraTargets, Outcomes, next_delay
 from monitor.notify.subscriptions import Subscriptions
 from monitor.notify.webhook import WebhookSender, WebhookTarget
-from monitor.store.base import Delivery, PendingDelivery, Store, delivery_id
+from monitor.store.base import Delivery, PendingDelivery, Store
 
 log = get_logger("monitor.outbox")
 
@@ -71,6 +72,7 @@ class OutboxWorker:
         claim_seconds: float = 60.0,
         ack_linger: float = 0.05,
         lane_capacity: int = LANE_CAPACITY,
+        log_every: float = 60.0,
     ) -> None:
         self._claimer = claimer
         self._claim_seconds = claim_seconds
@@ -98,7 +100,13 @@ class OutboxWorker:
         self._reads = 0  # store reads under way whose answers may still list those rows
         self._acked_while_reading: set[str] = set()
         self._look_after_ack = False
-        self._acks = AckWriter(store.deliveries_done, self._ack_written, linger=ack_linger)
+        self._acks = AckWriter(
+            store.deliveries_done,
+            self._ack_written,
+            linger=ack_linger,
+            clock=self._clock,
+            log_every=log_every,
+        )
         self._outcomes = Outcomes(
             store=store,
             subscriptions=subscriptions,
@@ -108,7 +116,9 @@ class OutboxWorker:
             rng=rng or random.Random(),
             extra=extra,
             delivered=self._delivered,
+            log_every=log_every,
         )
+        self._crashes = Summary(log_every)  # of attempts and pump rounds, per target
         self._retries: list[float] = []  # when retries this worker wrote fall due (a heap)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -174,6 +184,7 @@ class OutboxWorker:
         hold rows the lanes do not know, so they ask it again before handing over."""
         for lane in self._lanes.values():
             lane.unclean()
+        self._last_counts = -1.0  # and publish the counts as they are now
         self._wake.set()
 
     def start(self) -> None:
@@ -217,7 +228,8 @@ class OutboxWorker:
                 if self._retries:
                     wait = min(wait, self._retries[0] - now)
             except Exception:
-                log.exception("outbox pump failed; trying again shortly")
+                if self._crashes.admit("pump", self._clock.monotonic()) is not None:
+                    log.exception("outbox pump failed; trying again shortly")
                 wait = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
@@ -323,9 +335,8 @@ class OutboxWorker:
                 if hook is None:
                     self._wake.set()  # not a webhook (an action rule): the store pump sends it
                 elif hook.enabled:
-                    d = Delivery(
-                        delivery_id(t.sequence, name), name, t, 0, due_at, due_at, "pending"
-                    )
+                    did = self._store.delivery_id(t.sequence, name)
+                    d = Delivery(did, name, t, 0, due_at, due_at, "pending")
                     groups.setdefault((name, t.event_id), []).append(d)
         return groups
 
@@ -401,7 +412,14 @@ class OutboxWorker:
             if retry_at:
                 heapq.heappush(self._retries, retry_at)
         except Exception:
-            log.exception("delivery attempt crashed", delivery_id=delivery.id)
+            # A store that cannot write fails every attempt's bookkeeping: summarised.
+            held = self._crashes.admit(("attempt", target.name), self._clock.monotonic())
+            if held is not None:
+                log.exception(
+                    "delivery attempt crashed",
+                    delivery_id=delivery.id,
+                    **({"repeated": held} if held else {}),
+                )
         finally:
             look = lane.finish(delivery, delivered)
             self._dispatch(lane)  # the slot is free: the next one goes now
@@ -469,11 +487,15 @@ class OutboxWorker:
         self._last_counts = now
         counts = await self._store.outbox_counts()
         m = self._metrics
-        for sub in self._subs.all():
+        subs = self._subs.all()
+        for sub in subs:
             pending, dead = counts.get(sub.name, (0, 0))
             m.webhook_pending.labels(sub.name).set(pending)
             m.webhook_dead_letters.labels(sub.name).set(dead)
             m.webhook_subscription_enabled.labels(sub.name).set(1 if sub.enabled else 0)
+        # Deleted subscriptions leave no series behind (an attempt still in flight when one
+        # was deleted may have made some again since the last round).
+        m.keep_only("subscription", {sub.name for sub in subs})
 
 
 class _Done:

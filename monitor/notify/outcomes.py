@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
 
 from monitor.clock import Clock
 from monitor.core.filters import TransitionLike
+from monitor.core.summary import Summary
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.notify.base import AttemptResult, Target
@@ -48,6 +50,47 @@ class ExtraTargets(Protocol):
         ...
 
 
+class DeliveryLog:
+    """Delivery failures as an operator can read them during an outage.
+
+    A receiver that is down fails every attempt, hundreds a second: per target and kind of
+    failure (outcome and status), the first is logged at once, then one line every `every`
+    seconds with how many were held back; a line when the target succeeds again. The metrics
+    count every attempt. At most `max_targets` targets are remembered (oldest forgotten).
+    """
+
+    def __init__(self, clock: Clock, every: float = 60.0, max_targets: int = 4096) -> None:
+        self._clock = clock
+        self._summary = Summary(every, max_keys=max_targets * 4)
+        self._failing: OrderedDict[str, set[Hashable]] = OrderedDict()
+        self._max = max_targets
+
+    def failed(self, target: str, kind: Hashable, level: str, event: str, **fields: Any) -> None:
+        """An attempt of `target` failed this way: log it, or count it for the next line."""
+        kinds = self._failing.get(target)
+        if kinds is None:
+            kinds = self._failing[target] = set()
+            if len(self._failing) > self._max:
+                self._failing.popitem(last=False)
+        self._failing.move_to_end(target)
+        key = (target, kind)
+        kinds.add(key)
+        held = self._summary.admit(key, self._clock.monotonic())
+        if held is None:
+            return
+        if held:
+            fields["repeated"] = held  # like this one since the last line, not logged
+        getattr(log, level)(event, **fields)
+
+    def succeeded(self, target: str) -> None:
+        """`target` took a delivery: end its runs of failures, with a line if there were any."""
+        kinds = self._failing.pop(target, None)
+        if not kinds:
+            return
+        held = sum(self._summary.clear(key) for key in kinds)
+        log.info("deliveries succeed again", subscription=target, failures_not_logged=held)
+
+
 class Outcomes:
     """Records attempts: metrics, logs, and the store's rows (a success goes to `delivered`,
     which writes it in batches; anything else is written before `settle` returns)."""
@@ -63,6 +106,7 @@ class Outcomes:
         rng: random.Random,
         extra: ExtraTargets | None,
         delivered: Callable[[str], None],
+        log_every: float = 60.0,
     ) -> None:
         self._store = store
         self._subs = subscriptions
@@ -72,6 +116,7 @@ class Outcomes:
         self._rng = rng
         self._extra = extra
         self._delivered = delivered
+        self.log = DeliveryLog(clock, log_every)
 
     async def settle(
         self, target: Target, delivery: Delivery, result: AttemptResult
@@ -86,6 +131,7 @@ class Outcomes:
         if webhook:
             m.webhook_deliveries_total.labels(name, result.outcome).inc()
         if result.outcome == "success":
+            self.log.succeeded(name)
             if result.result is None:
                 self._delivered(delivery.id)
             else:
@@ -95,7 +141,10 @@ class Outcomes:
                     max(0.0, now - delivery.created_at)
                 )
             return None
-        log.warning(
+        self.log.failed(
+            name,
+            (result.outcome, result.status),
+            "warning",
             "delivery failed" if not webhook else "webhook delivery failed",
             subscription=name,
             delivery_id=delivery.id,
@@ -119,7 +168,10 @@ class Outcomes:
             await self._store.delivery_dead(delivery.id, attempts, result.error, now)
             if webhook:
                 m.webhook_deliveries_total.labels(name, "dead").inc()
-            log.error(
+            self.log.failed(
+                name,
+                "dead",
+                "error",
                 "delivery is a dead letter",
                 subscription=name,
                 delivery_id=delivery.id,

@@ -93,13 +93,15 @@ class RetryPolicy:
 
 
 class Health:
-    """What readiness depends on: state loaded, and the upstream accepting the key."""
+    """What readiness depends on: state loaded and writable, and the upstream accepting the
+    key."""
 
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.state_loaded = False
         self.key_status = "unchecked"  # unchecked | accepted | refused
         self.nothing_to_poll = False
         self.cluster: Callable[[], tuple[bool, str]] | None = None
+        self.store: Callable[[], tuple[bool, str]] | None = None  # (writable, why not)
         self.standby: Callable[[], bool] = lambda: False
         self.reason = "starting"
         self._metrics = metrics
@@ -127,6 +129,10 @@ class Health:
     def _readiness(self) -> tuple[bool, str]:
         if not self.state_loaded:
             return False, "state not loaded yet"
+        if self.store is not None:
+            ok, why = self.store()
+            if not ok:
+                return False, why
         if self.cluster is not None:
             ok, why = self.cluster()
             if not ok:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -9,6 +11,7 @@ from typing import Any, NamedTuple, Protocol
 
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
+from monitor.store.health import WriteHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +103,20 @@ class PendingDelivery(NamedTuple):
     created_at: float
 
 
-def delivery_id(sequence: int, subscription: str) -> str:
-    """The webhook-id: stable for one transition and subscription, across retries and replays."""
-    return f"msg_{sequence}_{subscription}"
+def new_writer_id() -> str:
+    """128 random bits as 26 lowercase base32 characters: who wrote a delivery. A store draws
+    one each time it opens, so no two databases, restores or replicas share one."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
+
+
+def delivery_id(writer: str, sequence: int, subscription: str) -> str:
+    """The webhook-id of a new delivery: `msg_<writer>_<sequence>_<subscription>`.
+
+    Stored with the delivery, so every retry, replay and restart sends the same. The writer
+    makes it unique forever: a sequence alone starts again at 1 in a new database and repeats
+    in a restored one, and a receiver that deduplicates would drop the new messages.
+    """
+    return f"msg_{writer}_{sequence}_{subscription}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +137,17 @@ class Store(Protocol):
 
     `record` is the one write of the polling hot path: a batch's changed states and its
     transitions in one transaction, transitions durable before it returns.
+
+    `health` says whether writes go in (readiness reads it); `delivery_id` names the outbox
+    rows `record` makes.
     """
+
+    health: WriteHealth
+
+    def delivery_id(self, sequence: int, subscription: str) -> str:
+        """The webhook-id `record` gives the delivery of transition `sequence` to
+        `subscription` (what the outbox hands over from memory must carry the stored one)."""
+        ...
 
     async def open(self) -> None:
         """Connect, create or migrate the schema."""

@@ -16,8 +16,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from monitor.clock import Clock, SystemClock
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
+from monitor.logs import get_logger
 from monitor.store import postgres_sql as sql
 from monitor.store.base import (
     Delivery,
@@ -29,7 +31,11 @@ from monitor.store.base import (
     StoredState,
     chunk_from_rows,
     delivery_id,
+    new_writer_id,
 )
+from monitor.store.health import WriteHealth, root_cause
+
+log = get_logger("monitor.store")
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _OBSERVED_CHUNK = 20_000
@@ -46,7 +52,13 @@ class PostgresStore:
     """
 
     def __init__(
-        self, dsn: str, *, schema: str = "public", min_size: int = 1, max_size: int = 10
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        min_size: int = 1,
+        max_size: int = 10,
+        clock: Clock | None = None,
     ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(
@@ -58,6 +70,25 @@ class PostgresStore:
         self._min_size = min_size
         self._max_size = max_size
         self._pool: Any = None  # asyncpg.Pool
+        self.health = WriteHealth(clock or SystemClock(), what="PostgreSQL state store")
+        self._writer = new_writer_id()
+        self._highest = 0  # the highest sequence this writer gave
+
+    def delivery_id(self, sequence: int, subscription: str) -> str:
+        """The webhook-id of a delivery this store (as opened now) writes."""
+        return delivery_id(self._writer, sequence, subscription)
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """Tell `health` how the write in this block went (a fenced refusal is no failure)."""
+        try:
+            yield
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            self.health.failed(root_cause(exc))
+            raise
+        self.health.succeeded()
 
     @property
     def schema(self) -> str:
@@ -73,6 +104,7 @@ class PostgresStore:
     async def open(self) -> None:
         """Connect the pool, then create or migrate the schema."""
         quoted = f'"{self._schema}"'
+        self._writer, self._highest = new_writer_id(), 0
         self._pool = await asyncpg.create_pool(
             self._dsn,
             min_size=self._min_size,
@@ -162,7 +194,7 @@ class PostgresStore:
         """
         if not changed and not transitions:
             return []
-        async with self._db.acquire() as conn, conn.transaction():
+        async with self._writing(), self._db.acquire() as conn, conn.transaction():
             if fence is not None and fence.tokens:
                 shards = list(fence.tokens)
                 held = await conn.fetch(
@@ -179,7 +211,7 @@ class PostgresStore:
             sequences = await self._allocate(conn, len(transitions))
             await conn.execute(sql.INSERT_TRANSITIONS, sequences, *_transition_columns(transitions))
             rows = [
-                (delivery_id(seq, sub), sub, seq, t.event_id)
+                (self.delivery_id(seq, sub), sub, seq, t.event_id)
                 for seq, t, subs in zip(sequences, transitions, deliveries, strict=False)
                 for sub in subs
             ]
@@ -199,15 +231,28 @@ class PostgresStore:
         # taken after the state upsert so that it is never held while waiting for a row lock.
         await conn.execute(sql.XACT_LOCK, sql.SEQUENCE_LOCK, self._schema)
         rows = await conn.fetch(sql.ALLOCATE_SEQUENCES, count)
-        return sorted(int(r[0]) for r in rows)
+        sequences = sorted(int(r[0]) for r in rows)
+        if sequences[0] <= self._highest:
+            # The sequence went back: the database was restored under this replica. The
+            # sequences given again need a new writer, or their webhook-ids would repeat.
+            log.warning(
+                "transition sequences went back (the database was restored?); new webhook-ids"
+                " are drawn",
+                sequence=sequences[0],
+                highest_before=self._highest,
+            )
+            self._writer = new_writer_id()
+        self._highest = sequences[-1]
+        return sequences
 
     async def save_observed(self, items: Sequence[tuple[float, str]]) -> None:
         """Checkpoint observation times (only ever forward), in chunks of bounded size."""
         for start in range(0, len(items), _OBSERVED_CHUNK):
             chunk = items[start : start + _OBSERVED_CHUNK]
-            await self._db.execute(
-                sql.SAVE_OBSERVED, [eid for _, eid in chunk], [at for at, _ in chunk]
-            )
+            async with self._writing():
+                await self._db.execute(
+                    sql.SAVE_OBSERVED, [eid for _, eid in chunk], [at for at, _ in chunk]
+                )
 
     async def transitions_since(self, since: int, limit: int) -> list[Transition]:
         """Transitions after `since`, oldest first."""
@@ -267,19 +312,21 @@ class PostgresStore:
     ) -> None:
         """Remove a delivered message, or keep it as done with its result (the newest few)."""
         if result is None:
-            await self._db.execute(sql.DELIVERY_DONE, delivery_id)
+            async with self._writing():
+                await self._db.execute(sql.DELIVERY_DONE, delivery_id)
             return
         spec = orjson.dumps(dict(result)).decode()
-        async with self._db.acquire() as conn, conn.transaction():
+        async with self._writing(), self._db.acquire() as conn, conn.transaction():
             await conn.execute(sql.DELIVERY_DONE_WITH_RESULT, delivery_id, spec, now)
             await conn.execute(sql.PRUNE_DONE, sql.KEEP_DONE)
 
     async def deliveries_done(self, delivery_ids: Sequence[str]) -> None:
         """Remove many delivered messages in one statement."""
         if delivery_ids:
-            await self._db.execute(
-                "DELETE FROM deliveries WHERE id = ANY($1::text[])", list(delivery_ids)
-            )
+            async with self._writing():
+                await self._db.execute(
+                    "DELETE FROM deliveries WHERE id = ANY($1::text[])", list(delivery_ids)
+                )
 
     async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
         """Deliveries (any state) of targets whose name starts with `prefix`, newest first."""
@@ -290,11 +337,15 @@ class PostgresStore:
         self, delivery_id: str, attempts: int, next_attempt_at: float, error: str
     ) -> None:
         """Record a failed attempt and when to try again."""
-        await self._db.execute(sql.DELIVERY_RETRY, delivery_id, attempts, next_attempt_at, error)
+        async with self._writing():
+            await self._db.execute(
+                sql.DELIVERY_RETRY, delivery_id, attempts, next_attempt_at, error
+            )
 
     async def delivery_dead(self, delivery_id: str, attempts: int, error: str, now: float) -> None:
         """Turn a delivery into a dead letter."""
-        await self._db.execute(sql.DELIVERY_DEAD, delivery_id, attempts, error, now)
+        async with self._writing():
+            await self._db.execute(sql.DELIVERY_DEAD, delivery_id, attempts, error, now)
 
     async def outbox_counts(self) -> dict[str, tuple[int, int]]:
         """(pending, dead) per subscription."""
@@ -314,11 +365,14 @@ class PostgresStore:
     ) -> int:
         """Dead letters back to pending, due now: the given IDs, or all created since `since`."""
         id_list = list(ids) if ids is not None else None
-        return _count(await self._db.execute(sql.REPLAY, subscription, now, id_list, since))
+        async with self._writing():
+            status = await self._db.execute(sql.REPLAY, subscription, now, id_list, since)
+        return _count(status)
 
     async def drop_deliveries(self, subscription: str) -> int:
         """Forget every delivery of a subscription."""
-        return _count(await self._db.execute(sql.DROP_DELIVERIES, subscription))
+        async with self._writing():
+            return _count(await self._db.execute(sql.DROP_DELIVERIES, subscription))
 
     # -- runtime-managed objects -----------------------------------------------------------
 
@@ -329,11 +383,13 @@ class PostgresStore:
 
     async def save_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> None:
         """Create or replace an API-created object."""
-        await self._db.execute(sql.SAVE_OBJECT, kind, name, orjson.dumps(dict(spec)).decode())
+        async with self._writing():
+            await self._db.execute(sql.SAVE_OBJECT, kind, name, orjson.dumps(dict(spec)).decode())
 
     async def delete_object(self, kind: str, name: str) -> bool:
         """Delete an API-created object; False when there was none."""
-        return _count(await self._db.execute(sql.DELETE_OBJECT, kind, name)) > 0
+        async with self._writing():
+            return _count(await self._db.execute(sql.DELETE_OBJECT, kind, name)) > 0
 
     # -- leases (several replicas) ---------------------------------------------------------
 

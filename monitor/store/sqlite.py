@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -13,8 +15,10 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
+from monitor.clock import Clock, SystemClock
 from monitor.core.transitions import EventState
 from monitor.domain import Transition
+from monitor.logs import get_logger
 from monitor.store import sqlite_outbox as outbox
 from monitor.store import sqlite_states as bulk
 from monitor.store.base import (
@@ -24,7 +28,13 @@ from monitor.store.base import (
     PendingDelivery,
     StateChunk,
     StoredState,
+    delivery_id,
+    new_writer_id,
 )
+from monitor.store.health import StateFileMoved, WriteFailure, WriteHealth, root_cause
+from monitor.store.sqlite_file import FileIdentity, transaction
+
+log = get_logger("monitor.store")
 
 T = TypeVar("T")
 
@@ -83,6 +93,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX deliveries_next ON deliveries (state, next_attempt_at);
     """,
+    """
+    CREATE TABLE store_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -91,14 +107,24 @@ class SQLiteStore:
     """The Store on SQLite (WAL, synchronous=FULL: a transition survives a crash once stored).
 
     All database work runs on one dedicated thread, so the event loop never blocks on disk and
-    SQLite sees a single writer.
+    SQLite sees a single writer. The store watches itself (`health`): every write's outcome,
+    and every `check_seconds` whether the path still names the open file and, when nothing
+    else wrote lately, whether a small write goes in.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: Clock | None = None, check_seconds: float = 10.0
+    ) -> None:
         self._path = str(path)
         self._conn: sqlite3.Connection | None = None
         self._lock: IO[bytes] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._clock = clock or SystemClock()
+        self.health = WriteHealth(self._clock, what="state file")
+        self._file = FileIdentity(Path(self._path)) if self._path != ":memory:" else None
+        self._check_seconds = check_seconds
+        self._watch: asyncio.Task[None] | None = None
+        self._writer = new_writer_id()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -110,21 +136,29 @@ class SQLiteStore:
             raise RuntimeError("store is not open")
         return self._conn
 
+    def delivery_id(self, sequence: int, subscription: str) -> str:
+        """The webhook-id of a delivery this store (as opened now) writes."""
+        return delivery_id(self._writer, sequence, subscription)
+
     async def open(self) -> None:
-        """Open the file (creating folders), set pragmas and migrate."""
+        """Open the file (creating folders), set pragmas and migrate; then see whether a write
+        goes in (a read-only file opens fine) and start watching the file."""
+        self._writer = new_writer_id()
         await self._run(self._open_sync)
+        await self.check(probe=True)
+        self._watch = asyncio.create_task(self._watch_loop(), name="state-file-watch")
 
     def _open_sync(self) -> None:
         if self._path != ":memory:":
             path = Path(self._path)
             path.parent.mkdir(parents=True, exist_ok=True)
             # The state holds webhook secrets of API-created subscriptions: owner only.
-            path.touch(mode=0o600, exist_ok=True)
+            # Created only when missing: touching a file that is there would fail on a
+            # read-only one, which is to open (and be reported not ready), not to crash.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._lock = _lock_file(path.with_name(path.name + ".lock"))
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn = self._connect()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
@@ -141,12 +175,37 @@ class SQLiteStore:
                 conn.execute(f"PRAGMA user_version = {number + 1}")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         self._conn = conn
+        if self._file is not None:
+            self._file.pin()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _reconnect_sync(self) -> None:
+        """A new connection to the same file. SQLite opens a file it cannot write read-only,
+        and that connection stays read-only after the file is made writable."""
+        if self._file is not None and self._file.moved() is not None:
+            return
+        old, self._conn = self._conn, None
+        if old is not None:
+            old.close()
+        self._conn = self._connect()
 
     async def close(self) -> None:
         """Close the connection and the writer thread."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._conn is not None:
             await self._run(self._close_sync)
         self._executor.shutdown(wait=True)
@@ -155,6 +214,8 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            if self._file is not None and self.health.moved is not None:
+                self._file.remove_orphans()
         if self._lock is not None:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
@@ -235,83 +296,65 @@ class SQLiteStore:
         """
         if not changed and not transitions:
             return []
-        return await self._run(
+        return await self._write(
             self._record_sync, changed, transitions, observed_at, deliveries, delivery_at
         )
 
     def _record_sync(
         self,
+        db: sqlite3.Connection,
         changed: Mapping[str, EventState],
         transitions: Sequence[NewTransition],
         observed_at: float,
         deliveries: Sequence[Sequence[str]],
         delivery_at: float,
     ) -> list[Transition]:
-        db = self._db
         out: list[Transition] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT INTO event_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (event_id) DO UPDATE SET status=excluded.status,"
-                " status_pending=excluded.status_pending, status_streak=excluded.status_streak,"
-                " resale=excluded.resale, resale_pending=excluded.resale_pending,"
-                " resale_streak=excluded.resale_streak, observed_at=excluded.observed_at",
-                [(eid, *st.status, *st.resale, observed_at) for eid, st in changed.items()],
+        db.executemany(
+            "INSERT INTO event_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_id) DO UPDATE SET status=excluded.status,"
+            " status_pending=excluded.status_pending, status_streak=excluded.status_streak,"
+            " resale=excluded.resale, resale_pending=excluded.resale_pending,"
+            " resale_streak=excluded.resale_streak, observed_at=excluded.observed_at",
+            [(eid, *st.status, *st.resale, observed_at) for eid, st in changed.items()],
+        )
+        for i, t in enumerate(transitions):
+            cur = db.execute(
+                "INSERT INTO transitions (event_id, field, previous, current, watch_sets,"
+                " observed_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    t.event_id,
+                    t.field,
+                    t.previous,
+                    t.current,
+                    orjson.dumps(t.watch_sets).decode(),
+                    t.observed_at,
+                    orjson.dumps(dict(t.extra)).decode() if t.extra else None,
+                ),
             )
-            for i, t in enumerate(transitions):
-                cur = db.execute(
-                    "INSERT INTO transitions (event_id, field, previous, current, watch_sets,"
-                    " observed_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        t.event_id,
-                        t.field,
-                        t.previous,
-                        t.current,
-                        orjson.dumps(t.watch_sets).decode(),
-                        t.observed_at,
-                        orjson.dumps(dict(t.extra)).decode() if t.extra else None,
-                    ),
+            seq = cur.lastrowid
+            assert seq is not None
+            if i < len(deliveries) and deliveries[i]:
+                rows = [(self.delivery_id(seq, s), s) for s in deliveries[i]]
+                outbox.insert(db, seq, t.event_id, rows, delivery_at)
+            out.append(
+                Transition(
+                    seq,
+                    t.event_id,
+                    t.watch_sets,
+                    t.field,
+                    t.previous,
+                    t.current,
+                    t.observed_at,
+                    t.extra,
                 )
-                seq = cur.lastrowid
-                assert seq is not None
-                if i < len(deliveries) and deliveries[i]:
-                    outbox.insert(db, seq, t.event_id, deliveries[i], delivery_at)
-                out.append(
-                    Transition(
-                        seq,
-                        t.event_id,
-                        t.watch_sets,
-                        t.field,
-                        t.previous,
-                        t.current,
-                        t.observed_at,
-                        t.extra,
-                    )
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            )
         return out
 
     async def save_observed(self, items: Sequence[tuple[float, str]]) -> None:
         """Checkpoint observation times, in chunks so transitions never wait long behind it."""
         for start in range(0, len(items), 20_000):
-            await self._run(self._save_observed_sync, items[start : start + 20_000])
-
-    def _save_observed_sync(self, items: Sequence[tuple[float, str]]) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "UPDATE event_state SET observed_at = ? WHERE event_id = ? AND observed_at < ?",
-                [(at, eid, at) for at, eid in items],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            await self._write(_save_observed, items[start : start + 20_000])
 
     async def transitions_since(self, since: int, limit: int) -> list[Transition]:
         """Transitions after `since`, oldest first."""
@@ -349,19 +392,61 @@ class SQLiteStore:
 
     # -- outbox and runtime objects: SQL in sqlite_outbox, run on the store's thread ----------
 
-    async def _tx(self, fn: Callable[..., T], *args: Any) -> T:
-        def run() -> T:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db, *args)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return out
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(db, *args)` in one transaction on the store's thread, unless the file moved;
+        the outcome goes to `health`."""
+        try:
+            out: T = await self._run(self._write_sync, fn, *args)
+        except Exception as exc:
+            self._failed(root_cause(exc))
+            raise
+        self.health.succeeded()
+        return out
 
-        return await self._run(run)
+    def _write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        moved = self._file.moved() if self._file is not None else None
+        if moved is not None:
+            raise StateFileMoved(moved)
+        db = self._db
+        with transaction(db):
+            return fn(db, *args)
+
+    def _failed(self, failure: WriteFailure, *, probe: bool = False) -> None:
+        # A write can fail because the file went away (a new, empty file may be read-only or
+        # lack the tables): the move is what to report then.
+        moved = self._file.moved() if self._file is not None else None
+        if moved is not None and failure.kind != "moved":
+            failure = WriteFailure("moved", moved)
+        self.health.failed(failure, probe=probe)
+
+    async def check(self, *, probe: bool = False) -> None:
+        """Whether the path still names the open file, and (with `probe`, when no write went
+        in for a while, or when only a probe failed) whether a small write goes in."""
+        if self._conn is None or self.health.moved is not None:
+            return
+        quiet = self._clock.monotonic() - self.health.last_success >= self._check_seconds
+        if not (probe or quiet) and self.health.ok:
+            moved = self._file.moved() if self._file is not None else None
+            if moved is not None:
+                self._failed(WriteFailure("moved", moved))
+            return
+        try:
+            failure = self.health.failure
+            if failure is not None and failure.kind == "readonly":
+                await self._run(self._reconnect_sync)
+            await self._run(self._write_sync, _probe, self._clock.wall())
+        except Exception as exc:
+            self._failed(root_cause(exc), probe=True)
+        else:
+            self.health.succeeded(probe=True)
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_seconds)
+            try:
+                await self.check()
+            except Exception:  # never let the watch die; the next round tries again
+                log.exception("state file check failed")
 
     async def due_deliveries(
         self,
@@ -394,12 +479,12 @@ class SQLiteStore:
         self, delivery_id: str, result: Mapping[str, Any] | None = None, now: float = 0.0
     ) -> None:
         """Remove a delivered message, or keep it as done with its result."""
-        await self._tx(outbox.done, delivery_id, result, now)
+        await self._write(outbox.done, delivery_id, result, now)
 
     async def deliveries_done(self, delivery_ids: Sequence[str]) -> None:
         """Remove many delivered messages in one transaction."""
         if delivery_ids:
-            await self._tx(outbox.done_many, list(delivery_ids))
+            await self._write(outbox.done_many, list(delivery_ids))
 
     async def recent_deliveries(self, prefix: str, limit: int) -> list[Delivery]:
         """Newest deliveries of targets named `prefix...`."""
@@ -409,11 +494,11 @@ class SQLiteStore:
         self, delivery_id: str, attempts: int, next_attempt_at: float, error: str
     ) -> None:
         """Record a failed attempt and when to try again."""
-        await self._tx(outbox.retry, delivery_id, attempts, next_attempt_at, error)
+        await self._write(outbox.retry, delivery_id, attempts, next_attempt_at, error)
 
     async def delivery_dead(self, delivery_id: str, attempts: int, error: str, now: float) -> None:
         """Turn a delivery into a dead letter."""
-        await self._tx(outbox.dead, delivery_id, attempts, error, now)
+        await self._write(outbox.dead, delivery_id, attempts, error, now)
 
     async def outbox_counts(self) -> dict[str, tuple[int, int]]:
         """(pending, dead) per subscription."""
@@ -429,11 +514,11 @@ class SQLiteStore:
         self, subscription: str, now: float, ids: Sequence[str] | None, since: float | None
     ) -> int:
         """Dead letters back to pending."""
-        return await self._tx(outbox.replay, subscription, now, ids, since)
+        return await self._write(outbox.replay, subscription, now, ids, since)
 
     async def drop_deliveries(self, subscription: str) -> int:
         """Forget a subscription's deliveries."""
-        return await self._tx(outbox.drop, subscription)
+        return await self._write(outbox.drop, subscription)
 
     async def load_objects(self, kind: str) -> dict[str, dict[str, Any]]:
         """API-created objects of one kind."""
@@ -441,11 +526,11 @@ class SQLiteStore:
 
     async def save_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> None:
         """Create or replace an API-created object."""
-        await self._tx(outbox.save_object, kind, name, spec)
+        await self._write(outbox.save_object, kind, name, spec)
 
     async def delete_object(self, kind: str, name: str) -> bool:
         """Delete an API-created object."""
-        return await self._tx(outbox.delete_object, kind, name)
+        return await self._write(outbox.delete_object, kind, name)
 
 
 def _lock_file(path: Path) -> IO[bytes]:
@@ -460,6 +545,22 @@ def _lock_file(path: Path) -> IO[bytes]:
             f"the state file is in use by another availability-monitor process ({path})"
         ) from None
     return handle
+
+
+def _save_observed(db: sqlite3.Connection, items: Sequence[tuple[float, str]]) -> None:
+    db.executemany(
+        "UPDATE event_state SET observed_at = ? WHERE event_id = ? AND observed_at < ?",
+        [(at, eid, at) for at, eid in items],
+    )
+
+
+def _probe(db: sqlite3.Connection, now: float) -> None:
+    """The smallest real write: when the store last found it could write."""
+    db.execute(
+        "INSERT INTO store_meta (key, value) VALUES ('writable_at', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (repr(now),),
+    )
 
 
 def _statements(script: str) -> list[str]:

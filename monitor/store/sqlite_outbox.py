@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from monitor.domain import Transition
-from monitor.store.base import Delivery, PendingDelivery, delivery_id
+from monitor.store.base import Delivery, PendingDelivery
 
 _COLUMNS = (
     "d.id, d.subscription, d.attempts, d.next_attempt_at, d.created_at, d.state, d.last_error,"
@@ -34,13 +34,18 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 
 
 def insert(
-    db: sqlite3.Connection, sequence: int, event_id: str, subscriptions: Sequence[str], at: float
+    db: sqlite3.Connection,
+    sequence: int,
+    event_id: str,
+    rows: Sequence[tuple[str, str]],
+    at: float,
 ) -> None:
-    """Outbox rows for one transition (inside the caller's transaction)."""
+    """Outbox rows `(delivery id, subscription)` for one transition (inside the caller's
+    transaction)."""
     db.executemany(
         "INSERT OR IGNORE INTO deliveries (id, subscription, sequence, event_id, state, attempts,"
         " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-        [(delivery_id(sequence, s), s, sequence, event_id, at, at) for s in subscriptions],
+        [(did, s, sequence, event_id, at, at) for did, s in rows],
     )
 
 
