@@ -120,7 +120,7 @@ class Upstream(Strict):
     rate_limit: RateLimit = RateLimit()
     batch_size: int = Field(1000, ge=1, le=1000)
     timeout_seconds: float = Field(10.0, gt=0)
-    method: Literal["GET", "POST"] = "GET"
+    method: Literal["GET", "POST", "POST_QUERY"] = "GET"
     max_retries: int = Field(4, ge=0, le=20)
     max_in_flight: int = Field(4, ge=1, le=64)
     backoff_base_seconds: float = Field(0.5, gt=0)
@@ -128,6 +128,11 @@ class Upstream(Strict):
     auth_backoff_seconds: float = Field(60.0, gt=0)
     daily_quota: int | None = Field(None, ge=1)
     quarantine_seconds: float = Field(3600.0, ge=0)
+    max_url_bytes: int = Field(8192, ge=1024, le=65536)
+    max_answer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    max_retry_after_seconds: float = Field(300.0, ge=1, le=3600)
+    pause_unready_seconds: float = Field(60.0, ge=1, le=86400)
+    long_unknown_seconds: float = Field(86400.0, ge=60, le=90 * 86400)
 
 
 class Venue(Strict):
@@ -376,6 +381,8 @@ class Marketplace(Strict):
     api_token: Secret
     rate_limit: RateLimit = RateLimit(requests=10, per_seconds=1)
     timeout_seconds: float = Field(15.0, gt=0)
+    max_answer_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    max_retry_after_seconds: float = Field(300.0, ge=1, le=3600)
 
 
 class When(Strict):
@@ -426,6 +433,8 @@ class Partner(Strict):
     refresh_hours: float = Field(24.0, gt=0)
     not_found_retry_hours: float = Field(6.0, gt=0)
     retire_past_events: bool = True
+    max_answer_bytes: int = Field(1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    max_retry_after_seconds: float = Field(300.0, ge=1, le=3600)
 
 
 class Cluster(Strict):
