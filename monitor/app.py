@@ -372,6 +372,7 @@ class Daemon:
             method=up.method,
             timeout_seconds=up.timeout_seconds,
             clock=self.clock,
+            max_retry_after=up.max_retry_after_seconds,
         )
         self.processor = Processor(
             store=self.store,
@@ -411,6 +412,8 @@ class Daemon:
                 max_seconds=up.backoff_max_seconds,
                 auth_backoff_seconds=up.auth_backoff_seconds,
                 quarantine_seconds=up.quarantine_seconds,
+                max_retry_after=up.max_retry_after_seconds,
+                pause_unready_seconds=up.pause_unready_seconds,
             ),
         )
         self.dispatcher.start()

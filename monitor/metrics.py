@@ -200,6 +200,11 @@ class Metrics:
             "Calls left in the upstream's quota period (Rate-Limit-Available), when it says.",
             registry=r,
         )
+        self.upstream_pause_remaining_seconds = Gauge(
+            p + "upstream_pause_remaining_seconds",
+            "Seconds left in the pause of all upstream requests the upstream asked for (0: none).",
+            registry=r,
+        )
         self.oldest_observation_age_seconds = Gauge(
             p + "oldest_observation_age_seconds",
             "Age of the oldest observation among a set's events outside maintenance.",

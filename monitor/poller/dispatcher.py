@@ -17,8 +17,9 @@ from itertools import repeat
 
 from monitor.clock import Clock, SystemClock
 from monitor.config.catalog import EventSpec
-from monitor.core.backoff import full_jitter
+from monitor.core.backoff import MAX_RETRY_AFTER, ServerWait, full_jitter
 from monitor.core.batching import DueQueue, Split
+from monitor.core.summary import Summary
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.budget import RateBudget
@@ -90,6 +91,9 @@ class RetryPolicy:
     quarantine_seconds: float = 3600.0
     default_rate_limit_wait: float = 1.0
     max_rate_limit_wait: float = 86400.0
+    max_retry_after: float = MAX_RETRY_AFTER
+    pause_unready_seconds: float = 60.0  # a pause at least this long makes the daemon unready
+    log_every_seconds: float = 60.0  # a repeated failure is logged at most this often
 
 
 class Health:
@@ -101,6 +105,8 @@ class Health:
         self.nothing_to_poll = False
         self.cluster: Callable[[], tuple[bool, str]] | None = None
         self.standby: Callable[[], bool] = lambda: False
+        # Why upstream requests are held back for long, when they are (set by the dispatcher).
+        self.upstream_pause: Callable[[], str | None] = lambda: None
         self.reason = "starting"
         self._metrics = metrics
 
@@ -133,6 +139,9 @@ class Health:
                 return False, why
         if self.key_status == "refused":
             return False, f"upstream refuses the API key: {self.reason}"
+        paused = self.upstream_pause()
+        if paused is not None:
+            return False, paused
         if self.key_status == "accepted":
             return True, "ok"
         if self.standby():
@@ -190,6 +199,10 @@ class Dispatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._auth_failures = 0
         self._closed = False
+        self._summary = Summary(self._retry.log_every_seconds, max_keys=256)
+        self._failing: set[tuple[object, ...]] = set()  # summary keys of failures since a success
+        health.upstream_pause = self.pause_reason
+        metrics.upstream_pause_remaining_seconds.set_function(lambda: budget.paused_for)
         self.last_progress = self._clock.monotonic()  # when a request last completed
         self.quarantined: dict[str, float] = {}  # event ID -> monotonic time it may return
 
@@ -383,8 +396,14 @@ class Dispatcher:
                 except asyncio.CancelledError:
                     self._finish_all(taken.batch.event_ids, FAILED)
                     raise
-                except Exception:
-                    log.exception("batch failed unexpectedly", n_ids=len(taken.batch.event_ids))
+                except Exception as exc:
+                    held = self._admit(("unexpected", type(exc).__name__))
+                    if held is not None:
+                        log.exception(
+                            "batch failed unexpectedly",
+                            n_ids=len(taken.batch.event_ids),
+                            not_logged=held,
+                        )
                     self._finish_all(taken.batch.event_ids, FAILED)
 
     async def _send(
@@ -431,16 +450,7 @@ class Dispatcher:
                 m.upstream_requests_total.labels("inventory", exc.outcome).inc()
                 m.upstream_batch_size.observe(len(ids))
                 attempt += 1
-                log.warning(
-                    "upstream request failed",
-                    api="inventory",
-                    outcome=exc.outcome,
-                    status=exc.status,
-                    attempt=attempt,
-                    n_ids=len(ids),
-                    region=region,
-                    error=str(exc),
-                )
+                self._log_failure(exc, attempt, len(ids), region)
                 if isinstance(exc, AuthFailed):
                     self._on_auth_failure(str(exc))
                     self._finish_all(ids, FAILED)
@@ -451,29 +461,32 @@ class Dispatcher:
                 if not exc.retry and not isinstance(exc, RateLimited):
                     self._finish_all(ids, FAILED)
                     return
-                if attempt > policy.max_retries:
-                    log.error(
-                        "giving up on batch until its next poll",
-                        n_ids=len(ids),
-                        attempts=attempt,
-                        outcome=exc.outcome,
-                    )
-                    self._finish_all(ids, FAILED)
-                    return
                 if isinstance(exc, RateLimited):
                     wait = exc.retry_after
                     if wait is None:
                         wait = policy.default_rate_limit_wait
-                    wait = min(wait, policy.max_rate_limit_wait)
-                    added = self._budget.pause_for(wait)
-                    m.upstream_rate_limited_seconds_total.inc(added)
-                    if wait > 60:
-                        log.warning("upstream quota spent: requests paused", pause_seconds=wait)
-                    continue
+                    self._pause(min(wait, policy.max_rate_limit_wait), exc, "429")
+                elif exc.wait is not None:
+                    # A 503 with Retry-After: the upstream as a whole asked for a break.
+                    self._pause(exc.wait.seconds, exc, f"{exc.status} with Retry-After")
+                if attempt > policy.max_retries:
+                    held = self._admit(("give_up", exc.outcome))
+                    if held is not None:
+                        log.error(
+                            "giving up on batch until its next poll",
+                            n_ids=len(ids),
+                            attempts=attempt,
+                            outcome=exc.outcome,
+                            not_logged=held,
+                        )
+                    self._finish_all(ids, FAILED)
+                    return
+                if isinstance(exc, RateLimited):
+                    continue  # the budget holds every request back for the pause
                 backoff = full_jitter(
                     attempt - 1, policy.base_seconds, policy.max_seconds, self._rng.random()
                 )
-                await asyncio.sleep(max(backoff, exc.retry_after or 0.0))
+                await asyncio.sleep(backoff)
                 continue
             m.upstream_request_duration_seconds.labels("inventory").observe(
                 self._clock.monotonic() - started
@@ -484,6 +497,8 @@ class Dispatcher:
             self._observe_quota(answer.rate)
             self._auth_failures = 0
             self._health.key_accepted()
+            if self._failing:
+                self._recovered()
             await self._deliver(region, request, answer)
             return
 
@@ -492,7 +507,79 @@ class Dispatcher:
             return
         if rate.available is not None:
             self._metrics.upstream_quota_remaining.set(rate.available)
-        self._budget.observe_quota(rate.available, rate.reset_epoch, self._clock.wall())
+        now = self._clock.wall()
+        added = self._budget.observe_quota(rate.available, rate.reset_epoch, now)
+        if added > 0:
+            self._metrics.upstream_rate_limited_seconds_total.inc(added)
+            asked = (rate.reset_epoch or now) - now
+            held = self._admit(("pause", "quota"))
+            if held is not None:
+                log.warning(
+                    "upstream quota spent: requests paused until it resets",
+                    pause_seconds=round(self._budget.paused_for, 3),
+                    reset_in_seconds=round(asked, 3),
+                    capped=asked > self._budget.max_pause,
+                    not_logged=held,
+                )
+
+    # -- waits and logs --------------------------------------------------------------------
+
+    def pause_reason(self) -> str | None:
+        """Why requests are held back, while a pause of `pause_unready_seconds` or more lasts
+        (readiness reports it); None otherwise."""
+        left = self._budget.paused_for
+        if left <= 0 or self._budget.pause_length < self._retry.pause_unready_seconds:
+            return None
+        return f"upstream requests paused for {left:.0f} s more: {self._budget.pause_reason}"
+
+    def _pause(self, seconds: float, exc: UpstreamError, what: str) -> None:
+        """Hold every request back as the upstream asked (capped), counted and logged."""
+        told: ServerWait | None = exc.wait
+        added = self._budget.pause_for(seconds, f"the upstream answered {what}")
+        self._metrics.upstream_rate_limited_seconds_total.inc(added)
+        if added <= 0:
+            return  # a concurrent answer asked for the same pause
+        held = self._admit(("pause", what))
+        if held is not None:
+            log.warning(
+                "upstream asked to wait: requests paused",
+                answer=what,
+                pause_seconds=round(seconds, 3),
+                asked_seconds=None if told is None else told.asked,
+                capped=told is not None and told.capped,
+                not_logged=held,
+            )
+
+    def _admit(self, key: tuple[object, ...]) -> int | None:
+        """Whether a repeated failure gets a log line now: None to hold it back, else how many
+        were held back since its last line (the metric counts every one)."""
+        self._failing.add(key)
+        return self._summary.admit(key, self._clock.monotonic())
+
+    def _log_failure(
+        self, exc: UpstreamError, attempt: int, n_ids: int, region: str | None
+    ) -> None:
+        held = self._admit(("failed", exc.outcome, exc.status))
+        if held is None:
+            return
+        log.warning(
+            "upstream request failed",
+            api="inventory",
+            outcome=exc.outcome,
+            status=exc.status,
+            attempt=attempt,
+            n_ids=n_ids,
+            region=region,
+            error=str(exc),
+            not_logged=held,
+        )
+
+    def _recovered(self) -> None:
+        """A request succeeded: end the failure runs, saying how many lines were held back."""
+        held = sum(self._summary.clear(key) for key in self._failing)
+        self._failing.clear()
+        if held:
+            log.info("upstream requests succeed again", failures_not_logged=held)
 
     async def _deliver(self, region: str | None, ids: list[str], answer: InventoryAnswer) -> None:
         try:
@@ -556,7 +643,7 @@ class Dispatcher:
             return  # other batches in flight hit the same refusal: one incident, one step
         self._auth_failures += 1
         pause = min(self._retry.auth_backoff_seconds * 2 ** (self._auth_failures - 1), 3600.0)
-        self._budget.pause_for(pause)
+        self._budget.pause_for(pause, "the upstream refused the API key")
         log.error(
             "upstream refused the API key; backing off",
             pause_seconds=pause,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.core.backoff import ServerWait
+
 
 @dataclass(frozen=True, slots=True)
 class RateHeaders:
@@ -27,6 +29,7 @@ class UpstreamError(Exception):
 
     outcome = "error"
     retry = True
+    wait: ServerWait | None = None  # what the upstream asked for, and what we will wait
 
     def __init__(
         self,

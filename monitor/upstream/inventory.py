@@ -16,7 +16,7 @@ import orjson
 from yarl import URL
 
 from monitor.clock import Clock, SystemClock
-from monitor.core.backoff import retry_after_seconds
+from monitor.core.backoff import MAX_RETRY_AFTER, server_wait
 from monitor.domain import STATUS_SET, UNKNOWN, Observation
 from monitor.logs import redact
 from monitor.poller.budget import Slot
@@ -215,8 +215,10 @@ class InventoryClient:
         method: str = "GET",
         timeout_seconds: float = 10.0,
         clock: Clock | None = None,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self._session = session
+        self._max_retry_after = max_retry_after
         self._base = base_url.rstrip("/") + AVAILABILITY_PATH
         self._key = api_key
         self._method = method
@@ -302,7 +304,8 @@ class InventoryClient:
             answer.rate = rate
             return answer
         snippet = redact(body[:200].decode("utf-8", "replace")).replace("\n", " ")
-        wait = retry_after_seconds(headers, self._clock.wall())
+        told = server_wait(headers, self._clock.wall(), max_retry_after=self._max_retry_after)
+        wait = None if told is None else told.seconds
         err: UpstreamError
         if status == 429:
             err = RateLimited(f"429 rate limited: {snippet}", status=status, retry_after=wait)
@@ -315,4 +318,5 @@ class InventoryClient:
         else:
             err = ClientError(f"{status}: {snippet}", status=status)
         err.rate = rate
+        err.wait = told
         raise err
