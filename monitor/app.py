@@ -373,6 +373,7 @@ class Daemon:
             timeout_seconds=up.timeout_seconds,
             clock=self.clock,
             max_retry_after=up.max_retry_after_seconds,
+            max_answer_bytes=up.max_answer_bytes,
         )
         self.processor = Processor(
             store=self.store,

@@ -205,6 +205,11 @@ class Metrics:
             "Seconds left in the pause of all upstream requests the upstream asked for (0: none).",
             registry=r,
         )
+        self.upstream_conflicting_events_total = Counter(
+            p + "upstream_conflicting_events_total",
+            "Events an answer named twice with different statuses (no observation taken).",
+            registry=r,
+        )
         self.oldest_observation_age_seconds = Gauge(
             p + "oldest_observation_age_seconds",
             "Age of the oldest observation among a set's events outside maintenance.",

@@ -600,7 +600,23 @@ class Dispatcher:
             if answer.unknown_statuses:
                 self._metrics.upstream_unknown_status_total.inc(answer.unknown_statuses)
             if answer.missing:
-                log.info("upstream answer lacks some events", n_missing=len(answer.missing))
+                held = self._summary.admit(("missing",), self._clock.monotonic())
+                if held is not None:
+                    log.info(
+                        "upstream answer lacks some events",
+                        n_missing=len(answer.missing),
+                        not_logged=held,
+                    )
+            if answer.conflicting:
+                self._metrics.upstream_conflicting_events_total.inc(len(answer.conflicting))
+                held = self._summary.admit(("conflicting",), self._clock.monotonic())
+                if held is not None:
+                    log.warning(
+                        "upstream answer names events twice with different statuses; "
+                        "no observation of them from it",
+                        n_events=len(answer.conflicting),
+                        not_logged=held,
+                    )
         self._finish_all(ids, OK)
 
     async def _bisect(

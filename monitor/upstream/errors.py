@@ -73,6 +73,33 @@ class MalformedAnswer(TransientError):
     outcome = "malformed"
 
 
+class AnswerTooLarge(TransientError):
+    """A 2xx whose body, as declared or decoded, passed the size cap."""
+
+    outcome = "too_large"
+
+
+class TooManyObjects(MalformedAnswer):
+    """A 2xx holding far more objects or arrays than events were asked for (or nested deep)."""
+
+    outcome = "too_many_objects"
+
+
+class Redirected(UpstreamError):
+    """A 3xx: never followed (the request URL carries the API key)."""
+
+    outcome = "redirect"
+    retry = False
+
+
+class RequestTooLarge(UpstreamError):
+    """414 or 413: the request (its URL, or its body) is too large for the upstream's gateway;
+    the dispatcher splits the batch and remembers a size that works."""
+
+    outcome = "request_too_large"
+    retry = False
+
+
 class RateLimited(UpstreamError):
     """429: wait as told (Retry-After or Rate-Limit-Reset), then retry."""
 
