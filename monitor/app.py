@@ -407,6 +407,7 @@ class Daemon:
             clock=self.clock,
             batch_size=up.batch_size,
             max_in_flight=up.max_in_flight,
+            max_request_bytes=None if up.method == "POST" else up.max_url_bytes,
             retry=RetryPolicy(
                 max_retries=up.max_retries,
                 base_seconds=up.backoff_base_seconds,

@@ -210,6 +210,16 @@ class Metrics:
             "Events an answer named twice with different statuses (no observation taken).",
             registry=r,
         )
+        self.upstream_request_limit_bytes = Gauge(
+            p + "upstream_request_limit_bytes",
+            "Largest request URL (or form body) sent: configured, lowered after a 414/413.",
+            registry=r,
+        )
+        self.upstream_request_splits_total = Counter(
+            p + "upstream_request_splits_total",
+            "Batches sent again in smaller requests because the upstream refused the size.",
+            registry=r,
+        )
         self.oldest_observation_age_seconds = Gauge(
             p + "oldest_observation_age_seconds",
             "Age of the oldest observation among a set's events outside maintenance.",

@@ -19,6 +19,13 @@ from monitor.clock import Clock, SystemClock
 from monitor.config.catalog import EventSpec
 from monitor.core.backoff import MAX_RETRY_AFTER, ServerWait, full_jitter
 from monitor.core.batching import DueQueue, Split
+from monitor.core.request_size import (
+    TYPICAL_ID_BYTES,
+    fitting,
+    ids_per_request,
+    request_bytes,
+    shrunk_limit,
+)
 from monitor.core.summary import Summary
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
@@ -30,6 +37,7 @@ from monitor.upstream.errors import (
     BadRequest,
     RateHeaders,
     RateLimited,
+    RequestTooLarge,
     UpstreamError,
 )
 from monitor.upstream.inventory import InventoryAnswer, InventoryClient
@@ -171,6 +179,7 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         linger_seconds: float = 0.02,
         rng: random.Random | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         self._client = client
         self._processor = processor
@@ -205,6 +214,13 @@ class Dispatcher:
         metrics.upstream_pause_remaining_seconds.set_function(lambda: budget.paused_for)
         self.last_progress = self._clock.monotonic()  # when a request last completed
         self.quarantined: dict[str, float] = {}  # event ID -> monotonic time it may return
+        # The size a request's URL (or form body) may have: configured, shrunk when the upstream
+        # refuses one as too large (414/413), never grown back. None: no limit (until refused).
+        self.request_limit = max_request_bytes
+        self._fixed: dict[str | None, int] = {}  # region -> bytes of a request for no IDs
+        self._id_bytes = float(TYPICAL_ID_BYTES)  # mean ID length of the last batch
+        if max_request_bytes is not None:
+            metrics.upstream_request_limit_bytes.set(max_request_bytes)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -383,16 +399,18 @@ class Dispatcher:
             if not len(self._pool):
                 self._work.clear()
                 continue
-            if len(self._pool) < self._batch_size and self._linger > 0:
+            size = self._batch_ids()
+            if len(self._pool) < size and self._linger > 0:
                 # Sets that fire together arrive a moment apart: let them share a batch.
                 await asyncio.sleep(self._linger)
-            taken = self._pool.take(self._batch_size, split=self._split())
+            taken = self._pool.take(self._batch_ids(), split=self._split())
+            batch = self._fit(taken.batch.region, list(taken.batch.event_ids))
             if not len(self._pool):
                 self._pool_empty.set()
             self._finish_all(taken.dropped, SKIPPED)
-            if taken.batch.event_ids:
+            if batch:
                 try:
-                    await self._send(taken.batch.region, list(taken.batch.event_ids))
+                    await self._send(taken.batch.region, batch)
                 except asyncio.CancelledError:
                     self._finish_all(taken.batch.event_ids, FAILED)
                     raise
@@ -405,6 +423,60 @@ class Dispatcher:
                             not_logged=held,
                         )
                     self._finish_all(taken.batch.event_ids, FAILED)
+
+    # -- request size ----------------------------------------------------------------------
+
+    def _fixed_bytes(self, region: str | None) -> int:
+        fixed = self._fixed.get(region)
+        if fixed is None:
+            fixed = self._fixed[region] = self._client.fixed_bytes(region)
+        return fixed
+
+    def _batch_ids(self) -> int:
+        """How many IDs to take for the next request (a region parameter adds a few bytes)."""
+        return ids_per_request(
+            self._batch_size, self.request_limit, self._fixed_bytes(None) + 16, self._id_bytes
+        )
+
+    def _fit(self, region: str | None, ids: list[str]) -> list[str]:
+        """The leading IDs that fit in one request; the rest go back to the pool as they were."""
+        limit = self.request_limit
+        if limit is None or not ids:
+            return ids
+        self._id_bytes = request_bytes(ids, 0) / len(ids) - 1
+        n = fitting(ids, self._fixed_bytes(region), limit)
+        if n < len(ids):
+            self._put_back(region, ids[n:])
+        return ids[:n]
+
+    def _put_back(self, region: str | None, ids: list[str]) -> None:
+        """Queue taken IDs again (they are still waited for), at their old place."""
+        self._pool.add_many(ids, region, list(map(self._observed_at, ids, repeat(0.0, len(ids)))))
+        self._pool_empty.clear()
+        self._work.set()
+
+    def _too_large(self, region: str | None, ids: Sequence[str], exc: RequestTooLarge) -> None:
+        """The upstream refused a request as too large: remember a smaller size and queue the
+        IDs again, to go out in requests of that size."""
+        fixed = self._fixed_bytes(region)
+        if len(ids) == 1:
+            self._finish(ids[0], FAILED)  # cannot be split: its ID alone is too long
+            return
+        refused = request_bytes(ids, fixed)
+        floor = fixed + max(map(len, ids)) + 1
+        new = shrunk_limit(self.request_limit, refused, floor)
+        if self.request_limit is None or new < self.request_limit:
+            self.request_limit = new
+            self._metrics.upstream_request_limit_bytes.set(new)
+            log.warning(
+                "upstream refuses requests this large; sending smaller ones from now on",
+                status=exc.status,
+                refused_bytes=refused,
+                limit_bytes=new,
+                sized=self._client.sized,
+            )
+        self._metrics.upstream_request_splits_total.inc()
+        self._put_back(region, list(ids))
 
     async def _send(
         self, region: str | None, ids: Sequence[str], bisect: _BisectBudget | None = None
@@ -457,6 +529,9 @@ class Dispatcher:
                     return
                 if isinstance(exc, BadRequest):
                     await self._bisect(region, ids, str(exc), bisect)
+                    return
+                if isinstance(exc, RequestTooLarge):
+                    self._too_large(region, ids, exc)
                     return
                 if not exc.retry and not isinstance(exc, RateLimited):
                     self._finish_all(ids, FAILED)
