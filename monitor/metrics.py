@@ -220,6 +220,11 @@ class Metrics:
             "Batches sent again in smaller requests because the upstream refused the size.",
             registry=r,
         )
+        self.upstream_refused_batches_total = Counter(
+            p + "upstream_refused_batches_total",
+            "Batches answered 400 as a whole (both halves refused alike): no ID quarantined.",
+            registry=r,
+        )
         self.oldest_observation_age_seconds = Gauge(
             p + "oldest_observation_age_seconds",
             "Age of the oldest observation among a set's events outside maintenance.",

@@ -40,6 +40,7 @@ class Hostile:
     statuses: dict[str, str] = field(default_factory=dict)
     script: list[Handler] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
+    rule: Callable[[web.Request], Handler | None] | None = None  # per request, before the script
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -68,6 +69,9 @@ class Hostile:
                 request.query.get("region"),
             )
         )
+        chosen = self.rule(request) if self.rule is not None else None
+        if chosen is not None:
+            return await chosen(request, ids)
         if self.script:
             return await self.script.pop(0)(request, ids)
         return web.Response(body=self.body(ids), content_type="application/json")

@@ -480,8 +480,10 @@ class Dispatcher:
 
     async def _send(
         self, region: str | None, ids: Sequence[str], bisect: _BisectBudget | None = None
-    ) -> None:
-        """One batch, with retries; bisects on 400. Every ID is finished on return."""
+    ) -> str | None:
+        """One batch, with retries; bisects on 400. Every ID is finished on return, except
+        within a bisection (`bisect` given): a 400 is then returned (its message), its IDs left
+        for the caller to judge."""
         m = self._metrics
         policy = self._retry
         attempt = 0
@@ -501,7 +503,7 @@ class Dispatcher:
                 ids = kept
                 if not ids:
                     slot.sent()  # spent all the same: the ledger must not wait for it
-                    return
+                    return None
             started = self._clock.monotonic()
             try:
                 request = list(ids)
@@ -526,16 +528,18 @@ class Dispatcher:
                 if isinstance(exc, AuthFailed):
                     self._on_auth_failure(str(exc))
                     self._finish_all(ids, FAILED)
-                    return
+                    return None
                 if isinstance(exc, BadRequest):
-                    await self._bisect(region, ids, str(exc), bisect)
-                    return
+                    if bisect is not None:
+                        return str(exc)
+                    await self._bisect(region, ids, str(exc), _BisectBudget.for_batch(len(ids)))
+                    return None
                 if isinstance(exc, RequestTooLarge):
                     self._too_large(region, ids, exc)
-                    return
+                    return None
                 if not exc.retry and not isinstance(exc, RateLimited):
                     self._finish_all(ids, FAILED)
-                    return
+                    return None
                 if isinstance(exc, RateLimited):
                     wait = exc.retry_after
                     if wait is None:
@@ -555,7 +559,7 @@ class Dispatcher:
                             not_logged=held,
                         )
                     self._finish_all(ids, FAILED)
-                    return
+                    return None
                 if isinstance(exc, RateLimited):
                     continue  # the budget holds every request back for the pause
                 backoff = full_jitter(
@@ -575,7 +579,7 @@ class Dispatcher:
             if self._failing:
                 self._recovered()
             await self._deliver(region, request, answer)
-            return
+            return None
 
     def _observe_quota(self, rate: RateHeaders | None) -> None:
         if rate is None:
@@ -695,10 +699,11 @@ class Dispatcher:
         self._finish_all(ids, OK)
 
     async def _bisect(
-        self, region: str | None, ids: Sequence[str], why: str, budget: _BisectBudget | None
+        self, region: str | None, ids: Sequence[str], why: str, budget: _BisectBudget
     ) -> None:
-        if budget is None:
-            budget = _BisectBudget.for_batch(len(ids))
+        """Find the IDs that make the upstream answer 400 by asking about halves. When both
+        halves are refused the same way, the request as a whole is refused (a parameter the
+        upstream does not take, such as a region): no ID is to blame and none is quarantined."""
         if budget.left < 2 or (len(ids) == 1 and budget.quarantined >= budget.max_quarantine):
             # 400s all the way down: the request as a whole is refused (a bad region, an API
             # change), not a few IDs. Fail the rest without quarantining them.
@@ -724,8 +729,25 @@ class Dispatcher:
             return
         mid = len(ids) // 2
         budget.left -= 2
-        await self._send(region, ids[:mid], budget)
-        await self._send(region, ids[mid:], budget)
+        halves = (ids[:mid], ids[mid:])
+        refused = [await self._send(region, half, budget) for half in halves]
+        if refused[0] is not None and refused[0] == refused[1]:
+            self._metrics.upstream_refused_batches_total.inc()
+            held = self._summary.admit(("refused_batch",), self._clock.monotonic())
+            if held is not None:
+                log.error(
+                    "upstream refuses the request itself, not an event ID: both halves of the "
+                    "batch got the same 400; no ID quarantined",
+                    n_ids=len(ids),
+                    region=region,
+                    error=refused[0],
+                    not_logged=held,
+                )
+            self._finish_all(ids, FAILED)
+            return
+        for half, message in zip(halves, refused, strict=True):
+            if message is not None:
+                await self._bisect(region, half, message, budget)
 
     def _on_auth_failure(self, why: str) -> None:
         already = self._health.key_status == "refused" and self._budget.paused_for > 0
