@@ -317,7 +317,10 @@ class Daemon:
                 timeout_seconds=partner.timeout_seconds,
                 budget=RateBudget(rl.requests, rl.per_seconds, margin=rl.margin),
                 on_request=observe,
+                max_answer_bytes=partner.max_answer_bytes,
+                max_retry_after=partner.max_retry_after_seconds,
             )
+            self.metrics.partner_not_found_ratio.set_function(lambda: client.not_found.share)
         return EventInfo(
             store=self.store,
             catalog=self._current_catalog,

@@ -225,6 +225,11 @@ class Metrics:
             "Batches answered 400 as a whole (both halves refused alike): no ID quarantined.",
             registry=r,
         )
+        self.partner_not_found_ratio = Gauge(
+            p + "partner_not_found_ratio",
+            "Share of recent Partner API event lookups answered 404 (high: set partner_event_id).",
+            registry=r,
+        )
         self.oldest_observation_age_seconds = Gauge(
             p + "oldest_observation_age_seconds",
             "Age of the oldest observation among a set's events outside maintenance.",
