@@ -360,6 +360,8 @@ class Daemon:
                 timeout_seconds=market.timeout_seconds,
                 on_request=observe,
                 clock=self.clock,
+                max_answer_bytes=market.max_answer_bytes,
+                max_retry_after=market.max_retry_after_seconds,
             )
         rules = ActionRules(store=self.store, client=client, metrics=self.metrics)
         await rules.load(self.config.actions)
