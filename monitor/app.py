@@ -33,6 +33,7 @@ from monitor.notify.subscriptions import Subscriptions
 from monitor.notify.webhook import WebhookSender, make_session
 from monitor.poller.budget import RateBudget
 from monitor.poller.dispatcher import Dispatcher, Health, RetryPolicy
+from monitor.poller.unknown import LongUnknownCollector, UnknownSince
 from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
@@ -398,6 +399,10 @@ class Daemon:
             retiring=self.eventinfo.retiring,
             mine=self._mine(),
         )
+        self.unknown = UnknownSince()
+        LongUnknownCollector(
+            self.unknown, self._current_catalog, self.clock.wall, up.long_unknown_seconds
+        ).register(self.metrics.registry)
         rl = up.rate_limit
         self.budget = RateBudget(rl.requests, rl.per_seconds, margin=rl.margin)
         self.dispatcher = Dispatcher(
@@ -413,6 +418,7 @@ class Daemon:
             batch_size=up.batch_size,
             max_in_flight=up.max_in_flight,
             max_request_bytes=None if up.method == "POST" else up.max_url_bytes,
+            unknown=self.unknown,
             retry=RetryPolicy(
                 max_retries=up.max_retries,
                 base_seconds=up.backoff_base_seconds,
@@ -449,6 +455,7 @@ class Daemon:
             clock=self.clock,
             admin_token=cfg.server.admin_token,
             quarantined=lambda eid: eid in self.dispatcher.quarantined,
+            unknown_since=self.unknown.since,
             details=self.eventinfo.details,
             retired=self.eventinfo.retired,
         )

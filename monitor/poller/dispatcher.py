@@ -31,6 +31,7 @@ from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.budget import RateBudget
 from monitor.poller.processor import Processor
+from monitor.poller.unknown import UnknownSince
 from monitor.store.base import LeaseLost
 from monitor.upstream.errors import (
     AuthFailed,
@@ -180,6 +181,7 @@ class Dispatcher:
         linger_seconds: float = 0.02,
         rng: random.Random | None = None,
         max_request_bytes: int | None = None,
+        unknown: UnknownSince | None = None,
     ) -> None:
         self._client = client
         self._processor = processor
@@ -217,6 +219,7 @@ class Dispatcher:
         # The size a request's URL (or form body) may have: configured, shrunk when the upstream
         # refuses one as too large (414/413), never grown back. None: no limit (until refused).
         self.request_limit = max_request_bytes
+        self._unknown = unknown
         self._fixed: dict[str | None, int] = {}  # region -> bytes of a request for no IDs
         self._id_bytes = float(TYPICAL_ID_BYTES)  # mean ID length of the last batch
         if max_request_bytes is not None:
@@ -674,6 +677,10 @@ class Dispatcher:
             log.exception("could not store a batch; it will be judged again next poll")
             self._finish_all(ids, FAILED)
             return
+        else:
+            # A repeated answer has no columns (nothing changed): the tracker stays as it is.
+            if self._unknown is not None and len(answer.statuses) == len(answer.ids):
+                self._unknown.observe(answer.ids, answer.statuses, self._clock.wall())
         finally:
             # After judging: a repeated answer's counts are known only then.
             if answer.unknown_statuses:
