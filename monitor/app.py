@@ -33,10 +33,10 @@ from monitor.notify.subscriptions import Subscriptions
 from monitor.notify.webhook import WebhookSender, make_session
 from monitor.poller.budget import RateBudget
 from monitor.poller.dispatcher import Dispatcher, Health, RetryPolicy
-from monitor.poller.unknown import LongUnknownCollector, UnknownSince
 from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
+from monitor.poller.unknown import LongUnknownCollector, UnknownSince
 from monitor.sdnotify import SdNotifier
 from monitor.server.actions_api import ActionsApi
 from monitor.server.api import AdminApi, read_only_without_token
