@@ -17,26 +17,22 @@ from itertools import repeat
 
 from monitor.clock import Clock, SystemClock
 from monitor.config.catalog import EventSpec
-from monitor.core.backoff import MAX_RETRY_AFTER, ServerWait, full_jitter
+from monitor.core.backoff import MAX_RETRY_AFTER, full_jitter
 from monitor.core.batching import DueQueue, Split
-from monitor.core.request_size import (
-    TYPICAL_ID_BYTES,
-    fitting,
-    ids_per_request,
-    request_bytes,
-    shrunk_limit,
-)
-from monitor.core.summary import Summary
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.budget import RateBudget
+from monitor.poller.health import Health
+
+__all__ = ["FAILED", "OK", "SKIPPED", "Dispatcher", "Health", "PollReport", "RetryPolicy"]
 from monitor.poller.processor import Processor
+from monitor.poller.sizing import RequestSizer
 from monitor.poller.unknown import UnknownSince
+from monitor.poller.waits import UpstreamWaits
 from monitor.store.base import LeaseLost
 from monitor.upstream.errors import (
     AuthFailed,
     BadRequest,
-    RateHeaders,
     RateLimited,
     RequestTooLarge,
     UpstreamError,
@@ -105,61 +101,6 @@ class RetryPolicy:
     log_every_seconds: float = 60.0  # a repeated failure is logged at most this often
 
 
-class Health:
-    """What readiness depends on: state loaded, and the upstream accepting the key."""
-
-    def __init__(self, metrics: Metrics | None = None) -> None:
-        self.state_loaded = False
-        self.key_status = "unchecked"  # unchecked | accepted | refused
-        self.nothing_to_poll = False
-        self.cluster: Callable[[], tuple[bool, str]] | None = None
-        self.standby: Callable[[], bool] = lambda: False
-        # Why upstream requests are held back for long, when they are (set by the dispatcher).
-        self.upstream_pause: Callable[[], str | None] = lambda: None
-        self.reason = "starting"
-        self._metrics = metrics
-
-    def key_accepted(self) -> None:
-        """The upstream answered a request with 2xx."""
-        if self.key_status != "accepted" and self._metrics:
-            self._metrics.upstream_key_accepted.set(1)
-        self.key_status = "accepted"
-
-    def key_refused(self, why: str) -> None:
-        """The upstream answered 401 or 403."""
-        self.key_status = "refused"
-        self.reason = why
-        if self._metrics:
-            self._metrics.upstream_key_accepted.set(0)
-
-    def readiness(self) -> tuple[bool, str]:
-        """(ready, reason); also kept in the `ready` gauge."""
-        ready, reason = self._readiness()
-        if self._metrics:
-            self._metrics.ready.set(1 if ready else 0)
-        return ready, reason
-
-    def _readiness(self) -> tuple[bool, str]:
-        if not self.state_loaded:
-            return False, "state not loaded yet"
-        if self.cluster is not None:
-            ok, why = self.cluster()
-            if not ok:
-                return False, why
-        if self.key_status == "refused":
-            return False, f"upstream refuses the API key: {self.reason}"
-        paused = self.upstream_pause()
-        if paused is not None:
-            return False, paused
-        if self.key_status == "accepted":
-            return True, "ok"
-        if self.standby():
-            return True, "hot standby: no share of the rate budget, ready to take over"
-        if self.nothing_to_poll:
-            return True, "no events are watched"
-        return False, "waiting for the first upstream answer"
-
-
 class Dispatcher:
     """Sends due events to the upstream in full batches within the rate budget."""
 
@@ -210,20 +151,30 @@ class Dispatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._auth_failures = 0
         self._closed = False
-        self._summary = Summary(self._retry.log_every_seconds, max_keys=256)
-        self._failing: set[tuple[object, ...]] = set()  # summary keys of failures since a success
-        health.upstream_pause = self.pause_reason
+        self._waits = UpstreamWaits(
+            budget=budget,
+            metrics=metrics,
+            clock=self._clock,
+            unready_after=self._retry.pause_unready_seconds,
+            log_every=self._retry.log_every_seconds,
+        )
+        health.upstream_pause = self._waits.pause_reason
         metrics.upstream_pause_remaining_seconds.set_function(lambda: budget.paused_for)
         self.last_progress = self._clock.monotonic()  # when a request last completed
         self.quarantined: dict[str, float] = {}  # event ID -> monotonic time it may return
-        # The size a request's URL (or form body) may have: configured, shrunk when the upstream
-        # refuses one as too large (414/413), never grown back. None: no limit (until refused).
-        self.request_limit = max_request_bytes
+        self._sizer = RequestSizer(
+            fixed_bytes=client.fixed_bytes,
+            sized=client.sized,
+            batch_size=batch_size,
+            limit=max_request_bytes,
+            metrics=metrics,
+        )
         self._unknown = unknown
-        self._fixed: dict[str | None, int] = {}  # region -> bytes of a request for no IDs
-        self._id_bytes = float(TYPICAL_ID_BYTES)  # mean ID length of the last batch
-        if max_request_bytes is not None:
-            metrics.upstream_request_limit_bytes.set(max_request_bytes)
+
+    @property
+    def request_limit(self) -> int | None:
+        """The size a request's URL (or form body) may have now (None: no limit)."""
+        return self._sizer.limit
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -402,11 +353,11 @@ class Dispatcher:
             if not len(self._pool):
                 self._work.clear()
                 continue
-            size = self._batch_ids()
+            size = self._sizer.batch_ids()
             if len(self._pool) < size and self._linger > 0:
                 # Sets that fire together arrive a moment apart: let them share a batch.
                 await asyncio.sleep(self._linger)
-            taken = self._pool.take(self._batch_ids(), split=self._split())
+            taken = self._pool.take(self._sizer.batch_ids(), split=self._split())
             batch = self._fit(taken.batch.region, list(taken.batch.event_ids))
             if not len(self._pool):
                 self._pool_empty.set()
@@ -418,7 +369,7 @@ class Dispatcher:
                     self._finish_all(taken.batch.event_ids, FAILED)
                     raise
                 except Exception as exc:
-                    held = self._admit(("unexpected", type(exc).__name__))
+                    held = self._waits.admit(("unexpected", type(exc).__name__))
                     if held is not None:
                         log.exception(
                             "batch failed unexpectedly",
@@ -429,28 +380,12 @@ class Dispatcher:
 
     # -- request size ----------------------------------------------------------------------
 
-    def _fixed_bytes(self, region: str | None) -> int:
-        fixed = self._fixed.get(region)
-        if fixed is None:
-            fixed = self._fixed[region] = self._client.fixed_bytes(region)
-        return fixed
-
-    def _batch_ids(self) -> int:
-        """How many IDs to take for the next request (a region parameter adds a few bytes)."""
-        return ids_per_request(
-            self._batch_size, self.request_limit, self._fixed_bytes(None) + 16, self._id_bytes
-        )
-
     def _fit(self, region: str | None, ids: list[str]) -> list[str]:
         """The leading IDs that fit in one request; the rest go back to the pool as they were."""
-        limit = self.request_limit
-        if limit is None or not ids:
-            return ids
-        self._id_bytes = request_bytes(ids, 0) / len(ids) - 1
-        n = fitting(ids, self._fixed_bytes(region), limit)
-        if n < len(ids):
-            self._put_back(region, ids[n:])
-        return ids[:n]
+        kept, rest = self._sizer.fit(region, ids)
+        if rest:
+            self._put_back(region, rest)
+        return kept
 
     def _put_back(self, region: str | None, ids: list[str]) -> None:
         """Queue taken IDs again (they are still waited for), at their old place."""
@@ -459,27 +394,12 @@ class Dispatcher:
         self._work.set()
 
     def _too_large(self, region: str | None, ids: Sequence[str], exc: RequestTooLarge) -> None:
-        """The upstream refused a request as too large: remember a smaller size and queue the
-        IDs again, to go out in requests of that size."""
-        fixed = self._fixed_bytes(region)
-        if len(ids) == 1:
-            self._finish(ids[0], FAILED)  # cannot be split: its ID alone is too long
-            return
-        refused = request_bytes(ids, fixed)
-        floor = fixed + max(map(len, ids)) + 1
-        new = shrunk_limit(self.request_limit, refused, floor)
-        if self.request_limit is None or new < self.request_limit:
-            self.request_limit = new
-            self._metrics.upstream_request_limit_bytes.set(new)
-            log.warning(
-                "upstream refuses requests this large; sending smaller ones from now on",
-                status=exc.status,
-                refused_bytes=refused,
-                limit_bytes=new,
-                sized=self._client.sized,
-            )
-        self._metrics.upstream_request_splits_total.inc()
-        self._put_back(region, list(ids))
+        """The upstream refused a request as too large: queue its IDs again, to go out in
+        requests of the smaller size the sizer now keeps; one ID alone cannot be split."""
+        if self._sizer.refused(region, ids, exc.status):
+            self._put_back(region, list(ids))
+        else:
+            self._finish_all(ids, FAILED)
 
     async def _send(
         self, region: str | None, ids: Sequence[str], bisect: _BisectBudget | None = None
@@ -520,14 +440,14 @@ class Dispatcher:
                 )
             except UpstreamError as exc:
                 self.last_progress = self._clock.monotonic()
-                self._observe_quota(exc.rate)
+                self._waits.observe_quota(exc.rate)
                 m.upstream_request_duration_seconds.labels("inventory").observe(
                     self._clock.monotonic() - started
                 )
                 m.upstream_requests_total.labels("inventory", exc.outcome).inc()
                 m.upstream_batch_size.observe(len(ids))
                 attempt += 1
-                self._log_failure(exc, attempt, len(ids), region)
+                self._waits.log_failure(exc, attempt, len(ids), region)
                 if isinstance(exc, AuthFailed):
                     self._on_auth_failure(str(exc))
                     self._finish_all(ids, FAILED)
@@ -547,12 +467,12 @@ class Dispatcher:
                     wait = exc.retry_after
                     if wait is None:
                         wait = policy.default_rate_limit_wait
-                    self._pause(min(wait, policy.max_rate_limit_wait), exc, "429")
+                    self._waits.pause(min(wait, policy.max_rate_limit_wait), exc, "429")
                 elif exc.wait is not None:
                     # A 503 with Retry-After: the upstream as a whole asked for a break.
-                    self._pause(exc.wait.seconds, exc, f"{exc.status} with Retry-After")
+                    self._waits.pause(exc.wait.seconds, exc, f"{exc.status} with Retry-After")
                 if attempt > policy.max_retries:
-                    held = self._admit(("give_up", exc.outcome))
+                    held = self._waits.admit(("give_up", exc.outcome))
                     if held is not None:
                         log.error(
                             "giving up on batch until its next poll",
@@ -576,92 +496,12 @@ class Dispatcher:
             m.upstream_requests_total.labels("inventory", "ok").inc()
             m.upstream_batch_size.observe(len(ids))
             self.last_progress = self._clock.monotonic()
-            self._observe_quota(answer.rate)
+            self._waits.observe_quota(answer.rate)
             self._auth_failures = 0
             self._health.key_accepted()
-            if self._failing:
-                self._recovered()
+            self._waits.recovered()
             await self._deliver(region, request, answer)
             return None
-
-    def _observe_quota(self, rate: RateHeaders | None) -> None:
-        if rate is None:
-            return
-        if rate.available is not None:
-            self._metrics.upstream_quota_remaining.set(rate.available)
-        now = self._clock.wall()
-        added = self._budget.observe_quota(rate.available, rate.reset_epoch, now)
-        if added > 0:
-            self._metrics.upstream_rate_limited_seconds_total.inc(added)
-            asked = (rate.reset_epoch or now) - now
-            held = self._admit(("pause", "quota"))
-            if held is not None:
-                log.warning(
-                    "upstream quota spent: requests paused until it resets",
-                    pause_seconds=round(self._budget.paused_for, 3),
-                    reset_in_seconds=round(asked, 3),
-                    capped=asked > self._budget.max_pause,
-                    not_logged=held,
-                )
-
-    # -- waits and logs --------------------------------------------------------------------
-
-    def pause_reason(self) -> str | None:
-        """Why requests are held back, while a pause of `pause_unready_seconds` or more lasts
-        (readiness reports it); None otherwise."""
-        left = self._budget.paused_for
-        if left <= 0 or self._budget.pause_length < self._retry.pause_unready_seconds:
-            return None
-        return f"upstream requests paused for {left:.0f} s more: {self._budget.pause_reason}"
-
-    def _pause(self, seconds: float, exc: UpstreamError, what: str) -> None:
-        """Hold every request back as the upstream asked (capped), counted and logged."""
-        told: ServerWait | None = exc.wait
-        added = self._budget.pause_for(seconds, f"the upstream answered {what}")
-        self._metrics.upstream_rate_limited_seconds_total.inc(added)
-        if added <= 0:
-            return  # a concurrent answer asked for the same pause
-        held = self._admit(("pause", what))
-        if held is not None:
-            log.warning(
-                "upstream asked to wait: requests paused",
-                answer=what,
-                pause_seconds=round(seconds, 3),
-                asked_seconds=None if told is None else told.asked,
-                capped=told is not None and told.capped,
-                not_logged=held,
-            )
-
-    def _admit(self, key: tuple[object, ...]) -> int | None:
-        """Whether a repeated failure gets a log line now: None to hold it back, else how many
-        were held back since its last line (the metric counts every one)."""
-        self._failing.add(key)
-        return self._summary.admit(key, self._clock.monotonic())
-
-    def _log_failure(
-        self, exc: UpstreamError, attempt: int, n_ids: int, region: str | None
-    ) -> None:
-        held = self._admit(("failed", exc.outcome, exc.status))
-        if held is None:
-            return
-        log.warning(
-            "upstream request failed",
-            api="inventory",
-            outcome=exc.outcome,
-            status=exc.status,
-            attempt=attempt,
-            n_ids=n_ids,
-            region=region,
-            error=str(exc),
-            not_logged=held,
-        )
-
-    def _recovered(self) -> None:
-        """A request succeeded: end the failure runs, saying how many lines were held back."""
-        held = sum(self._summary.clear(key) for key in self._failing)
-        self._failing.clear()
-        if held:
-            log.info("upstream requests succeed again", failures_not_logged=held)
 
     async def _deliver(self, region: str | None, ids: list[str], answer: InventoryAnswer) -> None:
         try:
@@ -686,7 +526,7 @@ class Dispatcher:
             if answer.unknown_statuses:
                 self._metrics.upstream_unknown_status_total.inc(answer.unknown_statuses)
             if answer.missing:
-                held = self._summary.admit(("missing",), self._clock.monotonic())
+                held = self._waits.note(("missing",))
                 if held is not None:
                     log.info(
                         "upstream answer lacks some events",
@@ -695,7 +535,7 @@ class Dispatcher:
                     )
             if answer.conflicting:
                 self._metrics.upstream_conflicting_events_total.inc(len(answer.conflicting))
-                held = self._summary.admit(("conflicting",), self._clock.monotonic())
+                held = self._waits.note(("conflicting",))
                 if held is not None:
                     log.warning(
                         "upstream answer names events twice with different statuses; "
@@ -740,7 +580,7 @@ class Dispatcher:
         refused = [await self._send(region, half, budget) for half in halves]
         if refused[0] is not None and refused[0] == refused[1]:
             self._metrics.upstream_refused_batches_total.inc()
-            held = self._summary.admit(("refused_batch",), self._clock.monotonic())
+            held = self._waits.note(("refused_batch",))
             if held is not None:
                 log.error(
                     "upstream refuses the request itself, not an event ID: both halves of the "
