@@ -106,3 +106,35 @@ async def test_an_absurd_retry_after_is_capped_for_the_policy_and_the_budget():
         assert 50 < budget.paused_for <= 60.0  # the shared budget too: a minute, not 10**20 s
     finally:
         await runner.cleanup()
+
+
+async def test_a_redirect_is_not_followed_and_carries_the_token_nowhere():
+    elsewhere: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        elsewhere.append(request.headers.get("Authorization", ""))
+        return web.json_response({"inventory": []})
+
+    trap = web.Application()
+    trap.router.add_route("*", "/{tail:.*}", record)
+    trap_runner = web.AppRunner(trap, access_log=None)
+    await trap_runner.setup()
+    site = web.TCPSite(trap_runner, "127.0.0.1", 0)
+    await site.start()
+    trap_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPTemporaryRedirect(f"{trap_url}/v9/inventory")
+
+    runner, url = await _serve(redirect)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = MarketplaceClient(
+                session=session, base_url=url, api_token=Secret("mkt-token-123")
+            )
+            result = await client.bulk_update([1, 2], {"price": "10.00"})
+        assert result.outcome == "rejected"  # a 3xx is a refusal of that request, not followed
+        assert elsewhere == []
+    finally:
+        await runner.cleanup()
+        await trap_runner.cleanup()

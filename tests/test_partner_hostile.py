@@ -148,3 +148,35 @@ async def test_discovery_ids_at_the_partner_api_are_pointed_out_once(
     assert lines[0]["level"] == "warning"
     assert metric("availability_monitor_upstream_requests_total", labels) == 25
     assert orjson.dumps(lines)  # a plain JSON line
+
+
+async def test_a_redirect_is_not_followed_and_carries_the_key_nowhere():
+    elsewhere: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        elsewhere.append(str(request.rel_url))
+        return web.json_response({"event": {"name": "stolen"}})
+
+    trap = web.Application()
+    trap.router.add_route("*", "/{tail:.*}", record)
+    trap_runner = web.AppRunner(trap, access_log=None)
+    await trap_runner.setup()
+    site = web.TCPSite(trap_runner, "127.0.0.1", 0)
+    await site.start()
+    trap_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(f"{trap_url}/steal?{request.query_string}")
+
+    runner, url = await _serve(redirect)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = _client(session, url)
+            with pytest.raises(Exception) as caught:
+                await client.get_event("3F004EC9D1EBBC76")
+            await client.close()
+        assert "partner-key-123" not in str(caught.value)
+        assert elsewhere == []
+    finally:
+        await runner.cleanup()
+        await trap_runner.cleanup()
