@@ -15,7 +15,12 @@ from aiohttp import web
 
 from monitor.poller.budget import RateBudget
 from monitor.secrets import Secret
-from monitor.upstream.partner import NotFoundWatch, PartnerClient, PartnerUnavailable
+from monitor.upstream.partner import (
+    NotFoundWatch,
+    PartnerClient,
+    PartnerRequestError,
+    PartnerUnavailable,
+)
 from tests.conftest import make_config
 
 MB = 1024 * 1024
@@ -172,9 +177,10 @@ async def test_a_redirect_is_not_followed_and_carries_the_key_nowhere():
     try:
         async with aiohttp.ClientSession() as session:
             client = _client(session, url)
-            with pytest.raises(Exception) as caught:
+            with pytest.raises(PartnerRequestError) as caught:
                 await client.get_event("3F004EC9D1EBBC76")
             await client.close()
+        assert caught.value.status == 302
         assert "partner-key-123" not in str(caught.value)
         assert elsewhere == []
     finally:
