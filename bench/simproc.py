@@ -27,6 +27,7 @@ async def _serve(args: argparse.Namespace) -> None:
         faults=faults,
         record_ids=args.record_ids,
         log_limit=args.log_limit,
+        max_url_bytes=args.max_url_bytes or None,
     )
     url = await sim.start(args.host, args.port)
     try:

@@ -36,6 +36,7 @@ from monitor.poller.dispatcher import Dispatcher, Health, RetryPolicy
 from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
+from monitor.poller.unknown import LongUnknownCollector, UnknownSince
 from monitor.sdnotify import SdNotifier
 from monitor.server.actions_api import ActionsApi
 from monitor.server.api import AdminApi, read_only_without_token
@@ -328,7 +329,10 @@ class Daemon:
                 timeout_seconds=partner.timeout_seconds,
                 budget=RateBudget(rl.requests, rl.per_seconds, margin=rl.margin),
                 on_request=observe,
+                max_answer_bytes=partner.max_answer_bytes,
+                max_retry_after=partner.max_retry_after_seconds,
             )
+            self.metrics.partner_not_found_ratio.set_function(lambda: client.not_found.share)
         return EventInfo(
             store=self.store,
             catalog=self._current_catalog,
@@ -368,6 +372,8 @@ class Daemon:
                 timeout_seconds=market.timeout_seconds,
                 on_request=observe,
                 clock=self.clock,
+                max_answer_bytes=market.max_answer_bytes,
+                max_retry_after=market.max_retry_after_seconds,
             )
         rules = ActionRules(store=self.store, client=client, metrics=self.metrics)
         await rules.load(self.config.actions)
@@ -383,6 +389,8 @@ class Daemon:
             method=up.method,
             timeout_seconds=up.timeout_seconds,
             clock=self.clock,
+            max_retry_after=up.max_retry_after_seconds,
+            max_answer_bytes=up.max_answer_bytes,
         )
         self.processor = Processor(
             store=self.store,
@@ -402,6 +410,10 @@ class Daemon:
             retiring=self.eventinfo.retiring,
             mine=self._mine(),
         )
+        self.unknown = UnknownSince()
+        LongUnknownCollector(
+            self.unknown, self._current_catalog, self.clock.wall, up.long_unknown_seconds
+        ).register(self.metrics.registry)
         rl = up.rate_limit
         self.budget = RateBudget(rl.requests, rl.per_seconds, margin=rl.margin)
         self.dispatcher = Dispatcher(
@@ -416,12 +428,16 @@ class Daemon:
             clock=self.clock,
             batch_size=up.batch_size,
             max_in_flight=up.max_in_flight,
+            max_request_bytes=None if up.method == "POST" else up.max_url_bytes,
+            unknown=self.unknown,
             retry=RetryPolicy(
                 max_retries=up.max_retries,
                 base_seconds=up.backoff_base_seconds,
                 max_seconds=up.backoff_max_seconds,
                 auth_backoff_seconds=up.auth_backoff_seconds,
                 quarantine_seconds=up.quarantine_seconds,
+                max_retry_after=up.max_retry_after_seconds,
+                pause_unready_seconds=up.pause_unready_seconds,
             ),
         )
         self.dispatcher.start()
@@ -450,6 +466,7 @@ class Daemon:
             clock=self.clock,
             admin_token=cfg.server.admin_token,
             quarantined=lambda eid: eid in self.dispatcher.quarantined,
+            unknown_since=self.unknown.since,
             details=self.eventinfo.details,
             retired=self.eventinfo.retired,
         )

@@ -216,6 +216,36 @@ class Metrics:
             "Calls left in the upstream's quota period (Rate-Limit-Available), when it says.",
             registry=r,
         )
+        self.upstream_pause_remaining_seconds = Gauge(
+            p + "upstream_pause_remaining_seconds",
+            "Seconds left in the pause of all upstream requests the upstream asked for (0: none).",
+            registry=r,
+        )
+        self.upstream_conflicting_events_total = Counter(
+            p + "upstream_conflicting_events_total",
+            "Events an answer named twice with different statuses (no observation taken).",
+            registry=r,
+        )
+        self.upstream_request_limit_bytes = Gauge(
+            p + "upstream_request_limit_bytes",
+            "Largest request URL (or form body) sent: configured, lowered after a 414/413.",
+            registry=r,
+        )
+        self.upstream_request_splits_total = Counter(
+            p + "upstream_request_splits_total",
+            "Batches sent again in smaller requests because the upstream refused the size.",
+            registry=r,
+        )
+        self.upstream_refused_batches_total = Counter(
+            p + "upstream_refused_batches_total",
+            "Batches answered 400 as a whole (both halves refused alike): no ID quarantined.",
+            registry=r,
+        )
+        self.partner_not_found_ratio = Gauge(
+            p + "partner_not_found_ratio",
+            "Share of recent Partner API event lookups answered 404 (high: set partner_event_id).",
+            registry=r,
+        )
         self.oldest_observation_age_seconds = Gauge(
             p + "oldest_observation_age_seconds",
             "Age of the oldest observation among a set's events outside maintenance.",

@@ -113,3 +113,53 @@ def test_retry_after_seconds(headers, expected):
         assert got is None
     else:
         assert got == pytest.approx(expected)
+
+
+# Absurd waits a hostile or broken upstream may ask for: each is capped, never slept in full.
+CAPPED = [
+    pytest.param({"Retry-After": "99999999999999999999"}, 300.0, "retry_after", id="ra-20-digits"),
+    pytest.param({"Retry-After": "1e20"}, 300.0, "retry_after", id="ra-1e20"),
+    pytest.param({"Retry-After": "9" * 400}, 300.0, "retry_after", id="ra-400-digits"),
+    pytest.param(
+        {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, 300.0, "retry_after", id="ra-year-9999"
+    ),
+    pytest.param(
+        {"Rate-Limit-Available": "0", "Rate-Limit-Reset": "9" * 30},
+        86400.0,
+        "quota_reset",
+        id="reset-30-digits",
+    ),
+    pytest.param(
+        {"Rate-Limit-Available": "0", "Rate-Limit-Reset": str(int(NOW * 1000) + 3 * 3600 * 1000)},
+        3 * 3600.0,
+        "quota_reset",
+        id="reset-in-3h-is-not-capped",
+    ),
+    pytest.param(
+        {"Rate-Limit-Available": "0", "Rate-Limit-Reset": "1772971245000", "Retry-After": "1e20"},
+        300.0,
+        "retry_after",
+        id="spent-and-absurd-retry-after",
+    ),
+]
+
+
+@pytest.mark.parametrize(("headers", "seconds", "source"), CAPPED)
+def test_server_waits_are_capped(headers, seconds, source):
+    from monitor.core.backoff import server_wait
+
+    wait = server_wait(headers, NOW)
+    assert wait is not None
+    assert wait.seconds == pytest.approx(seconds)
+    assert wait.source == source
+    assert wait.asked >= wait.seconds
+    assert retry_after_seconds(headers, NOW) == pytest.approx(seconds)
+
+
+def test_caps_are_the_callers_to_choose():
+    from monitor.core.backoff import server_wait
+
+    wait = server_wait({"Retry-After": "1e20"}, NOW, max_retry_after=5.0)
+    assert wait is not None and wait.seconds == 5.0 and wait.capped
+    small = server_wait({"Retry-After": "3"}, NOW, max_retry_after=5.0)
+    assert small is not None and small.seconds == 3.0 and not small.capped

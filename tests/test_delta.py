@@ -383,3 +383,58 @@ def test_odd_answers_decode_as_in_full(seed):
             continue
         if got.layout is not None:
             layout = got.layout
+
+
+# Answers that name an event twice, or hold far more objects than events asked for (pure).
+TWICE = [
+    pytest.param(
+        b'[{"eventId":"A1","status":"TICKETS_AVAILABLE"},{"eventId":"A1","status":"TICKETS_NOT_AVAILABLE"},'
+        b'{"eventId":"B2","status":"FEW_TICKETS_LEFT"}]',
+        ["B2"],
+        ["A1"],
+        id="different-status-no-observation",
+    ),
+    pytest.param(
+        b'[{"eventId":"A1","status":"TICKETS_AVAILABLE"},{"eventId":"A1","status":"TICKETS_AVAILABLE"},'
+        b'{"eventId":"B2","status":"FEW_TICKETS_LEFT"}]',
+        ["A1", "B2"],
+        [],
+        id="same-status-observed-once",
+    ),
+    pytest.param(
+        b'[{"eventId":"A1","status":"TICKETS_AVAILABLE","resaleStatus":"TICKETS_AVAILABLE"},'
+        b'{"eventid":"A1","status":"TICKETS_AVAILABLE","resaleStatus":"TICKETS_NOT_AVAILABLE"},'
+        b'{"eventId":"B2","status":"FEW_TICKETS_LEFT"}]',
+        ["B2"],
+        ["A1"],
+        id="different-resale-status-no-observation",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "observed", "conflicting"), TWICE)
+def test_an_event_named_twice(body, observed, conflicting):
+    answer = parse_answer(body, ["A1", "B2"])
+    assert answer.ids == observed
+    assert answer.conflicting == conflicting
+    assert answer.missing == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" + b"{}," * 99 + b"{}]", id="100-objects-for-2-ids"),
+        pytest.param(b"[" * 50 + b"]" * 50, id="nested-50-deep"),
+        pytest.param(b'[{"eventId":"A1","x":' + b"{" * 30 + b"}" * 30 + b"}]", id="deep-object"),
+    ],
+)
+def test_far_more_objects_than_ids_are_refused_before_parsing(body):
+    from monitor.upstream.errors import TooManyObjects
+
+    with pytest.raises(TooManyObjects):
+        parse_answer(body, ["A1", "B2"])
+
+
+def test_a_few_objects_beyond_the_ids_are_tolerated():
+    body = orjson.dumps([{"eventId": f"X{i}", "status": "UNKNOWN"} for i in range(18)])
+    assert parse_answer(body, ["A1", "B2"]).ignored == 18

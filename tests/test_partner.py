@@ -353,7 +353,7 @@ async def test_ten_concurrent_lookups_cause_one_token_request(make_client: Clien
         # A slow token endpoint, so every lookup arrives while the token request is in flight.
         sim.faults.add({"kind": "latency", "seconds": 0.2, "api": "partner.oauth", "count": 1})
         client = make_client(sim)
-        ids = [f"EVENT{n:011d}" for n in range(10)]
+        ids = [f"3F00{n:012X}" for n in range(10)]  # the Partner API's own format
         results = await asyncio.gather(*(client.get_event(i) for i in ids))
         assert [r.event_id for r in results] == ids
         assert sim.partner.token_requests == 1
@@ -449,7 +449,7 @@ async def test_event_details_from_the_seeded_world(make_client: ClientFactory) -
 
 async def test_event_details_are_deterministic_per_seed(make_client: ClientFactory) -> None:
     clock = ManualClock()
-    ids = [f"SEEDED{n:010d}" for n in range(40)]
+    ids = [f"5EED{n:012X}" for n in range(40)]
     async with Simulator(seed=5, clock=clock) as a, Simulator(seed=5, clock=clock) as b:
         first = [await make_client(a, clock=clock).get_event(i) for i in ids[:3]]
         second = [await make_client(b, clock=clock).get_event(i) for i in ids[:3]]
@@ -461,7 +461,8 @@ async def test_event_details_are_deterministic_per_seed(make_client: ClientFacto
 
 async def test_scripted_event_details(make_client: ClientFactory) -> None:
     clock = ManualClock()
-    async with Simulator(seed=1, clock=clock, known_events=["KNOWN"]) as sim:
+    KNOWN = "0000000000000ABC"
+    async with Simulator(seed=1, clock=clock, known_events=[KNOWN]) as sim:
         client = make_client(sim, clock=clock)
         past = clock.wall() - 3600
         sim.partner.set_event(
@@ -490,12 +491,12 @@ async def test_scripted_event_details(make_client: ClientFactory) -> None:
         nozone = await client.get_event("NOZONE")
         assert (nozone.venue_name, nozone.time_zone) == ("Madison Square Garden", None)
 
-        assert (await client.get_event("KNOWN")).event_id == "KNOWN"
-        sim.partner.set_event("KNOWN", found=False)
+        assert (await client.get_event(KNOWN)).event_id == KNOWN
+        sim.partner.set_event(KNOWN, found=False)
         with pytest.raises(EventNotFound):
-            await client.get_event("KNOWN")
-        sim.partner.clear_events("KNOWN")
-        assert (await client.get_event("KNOWN")).event_id == "KNOWN"
+            await client.get_event(KNOWN)
+        sim.partner.clear_events(KNOWN)
+        assert (await client.get_event(KNOWN)).event_id == KNOWN
 
 
 async def test_unknown_event_is_not_found(make_client: ClientFactory) -> None:
@@ -646,7 +647,7 @@ async def test_every_request_goes_through_the_budget(make_client: ClientFactory)
         client = make_client(sim, budget=budget)
         assert client.budget is budget
         started = time.monotonic()
-        await asyncio.gather(*(client.get_event(f"EV{n:03d}") for n in range(11)))
+        await asyncio.gather(*(client.get_event(f"{n:016X}") for n in range(11)))
         sim.partner.revoke_tokens()
         await client.get_event(EVENT)  # a 401, a token request and a retry: three more
         records = partner_log(sim)
@@ -857,3 +858,16 @@ async def test_sim_partner_rate_limit(make_client: ClientFactory) -> None:
         with pytest.raises(PartnerUnavailable) as info:
             await client.get_event(EVENT)
         assert info.value.outcome == "rate_limited"
+
+
+async def test_the_simulated_partner_api_knows_only_its_own_id_format(
+    make_client: ClientFactory,
+) -> None:
+    async with Simulator(seed=1) as sim:
+        client = make_client(sim)
+        assert (await client.get_event("3F004EC9D1EBBC76")).event_id == "3F004EC9D1EBBC76"
+        for discovery_style in ("17AOv8G6G5rI0S0", "G5vYZ9fQd1a2b", "3f004ec9d1ebbc76"):
+            with pytest.raises(EventNotFound):
+                await client.get_event(discovery_style)
+        sim.partner.set_event("17AOv8G6G5rI0S0", venue=300126)  # mapped: answered
+        assert (await client.get_event("17AOv8G6G5rI0S0")).time_zone == "America/New_York"

@@ -147,7 +147,7 @@ async def test_post_takes_ids_from_query_form_and_json(session: aiohttp.ClientSe
 
 
 async def test_id_count_limits(session: aiohttp.ClientSession) -> None:
-    async with Simulator(record_ids=True) as sim:
+    async with Simulator(record_ids=True, max_url_bytes=None) as sim:
         status, body, _ = await call(session, sim, [])
         assert status == 400
         assert body["errors"][0]["code"] == "invalid_params"

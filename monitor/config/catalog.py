@@ -21,6 +21,7 @@ from monitor.config.event_files import FileEntry, ListedEvents
 from monitor.config.models import Config, EventEntry, Venue, WatchSet
 from monitor.core.budget import QuotaPlan, SetDemand, plan_quota
 from monitor.core.maintenance import Window
+from monitor.core.request_size import planned_ids_per_request
 from monitor.core.transitions import Rules
 
 T = TypeVar("T")
@@ -411,13 +412,16 @@ def build_catalog(
             dict(ws.intervals),
         )
 
+    up = config.upstream
     plan = plan_quota(
         [
             SetDemand(s.name, s.interval_seconds, len(s.event_ids), s.priority)
             for s in set_specs.values()
         ],
-        config.upstream.batch_size,
-        config.upstream.daily_quota,
+        planned_ids_per_request(
+            up.batch_size, up.method, up.max_url_bytes, up.base_url, len(up.api_key.reveal())
+        ),
+        up.daily_quota,
     )
     for name, spec in list(set_specs.items()):
         factor = plan.intervals.get(name, spec.interval_seconds) / spec.interval_seconds

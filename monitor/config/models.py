@@ -108,7 +108,7 @@ class Upstream(KeyedApi):
     rate_limit: RateLimit = RateLimit()
     batch_size: Int = Field(1000, ge=1, le=1000)
     timeout_seconds: Float = Field(10.0, gt=0, le=L.TIMEOUT_MAX)
-    method: Literal["GET", "POST"] = "GET"
+    method: Literal["GET", "POST", "POST_QUERY"] = "GET"
     max_retries: Int = Field(4, ge=0, le=20)
     max_in_flight: Int = Field(4, ge=1, le=64)
     backoff_base_seconds: Float = Field(0.5, gt=0, le=L.BACKOFF_BASE_MAX)
@@ -116,6 +116,11 @@ class Upstream(KeyedApi):
     auth_backoff_seconds: Float = Field(60.0, gt=0, le=L.AUTH_BACKOFF_MAX)
     daily_quota: Int | None = Field(None, ge=1, le=L.DAILY_QUOTA_MAX)
     quarantine_seconds: Float = Field(3600.0, ge=0, le=L.QUARANTINE_MAX)
+    max_url_bytes: Int = Field(8192, ge=1024, le=65536)
+    max_answer_bytes: Int = Field(4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    max_retry_after_seconds: Float = Field(300.0, ge=1, le=3600)
+    pause_unready_seconds: Float = Field(60.0, ge=1, le=86400)
+    long_unknown_seconds: Float = Field(86400.0, ge=60, le=90 * 86400)
 
 
 class Venue(Strict):
@@ -218,6 +223,8 @@ class Partner(KeyedApi):
     refresh_hours: Float = Field(24.0, gt=0, le=L.PARTNER_HOURS_MAX)
     not_found_retry_hours: Float = Field(6.0, gt=0, le=L.PARTNER_HOURS_MAX)
     retire_past_events: bool = True
+    max_answer_bytes: Int = Field(1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    max_retry_after_seconds: Float = Field(300.0, ge=1, le=3600)
 
 
 class Cluster(Strict):

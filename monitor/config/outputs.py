@@ -141,6 +141,8 @@ class Marketplace(KeyedApi):
     api_token: Secret
     rate_limit: RateLimit = RateLimit(requests=10, per_seconds=1)
     timeout_seconds: Float = Field(15.0, gt=0, le=L.TIMEOUT_MAX)
+    max_answer_bytes: Int = Field(8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    max_retry_after_seconds: Float = Field(300.0, ge=1, le=3600)
 
 
 class When(Strict):

@@ -18,6 +18,8 @@ from collections import deque
 
 from asyncio_throttle.throttler import Throttler
 
+from monitor.core.backoff import QUOTA_PERIOD
+
 
 class Slot:
     """One request's place in the budget; `sent()` when its headers are written."""
@@ -40,8 +42,16 @@ class Slot:
 class RateBudget:
     """The shared budget, plus pauses the upstream asks for and quota pacing."""
 
-    def __init__(self, requests: int, per_seconds: float, *, margin: float = 0.01) -> None:
+    def __init__(
+        self,
+        requests: int,
+        per_seconds: float,
+        *,
+        margin: float = 0.01,
+        max_pause: float = QUOTA_PERIOD,
+    ) -> None:
         self.requests = requests
+        self.max_pause = max_pause
         self.per_seconds = per_seconds
         self._period = per_seconds * (1.0 + margin)
         # Requests go out evenly spaced (Apigee-style spike arrest counts "5 per second" as
@@ -51,6 +61,8 @@ class RateBudget:
         self._throttler = Throttler(rate_limit=requests, period=self._period, retry_interval=0.005)
         self._ledger: deque[Slot] = deque()
         self._paused_until = 0.0
+        self._pause_started = 0.0
+        self._pause_reason = ""
         self._spacing = 0.0  # minimum seconds between requests while the quota runs low
         self._last_sent = 0.0
 
@@ -63,43 +75,65 @@ class RateBudget:
         self._throttler.rate_limit = max(1, requests)
         self._gap = self._period / requests if requests else self._period
 
-    def pause_for(self, seconds: float) -> float:
-        """Hold every request back for `seconds` (a 429's Retry-After, an auth back-off).
+    def pause_for(self, seconds: float, reason: str = "") -> float:
+        """Hold every request back for `seconds` (a 429's Retry-After, an auth back-off), at
+        most `max_pause`; `reason` says why (for readiness and logs).
 
         Returns by how much the pause grew (concurrent 429s extend one pause, not add up).
         """
-        before = max(self._paused_until, time.monotonic())
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        seconds = min(max(0.0, seconds), self.max_pause)  # NaN and absurd values included
+        now = time.monotonic()
+        before = max(self._paused_until, now)
+        until = now + seconds
+        if until > self._paused_until:
+            if self._paused_until <= now:
+                self._pause_started = now
+            self._paused_until = until
+            if reason:
+                self._pause_reason = reason
         return self._paused_until - before
 
     def observe_quota(
         self, available: int | None, reset_epoch: float | None, now_epoch: float
-    ) -> None:
+    ) -> float:
         """Pace requests so the quota the upstream reports lasts until it resets.
 
         With `available` calls left until `reset_epoch`, requests are spaced at least
         (time left) / (calls left - a small reserve) apart whenever that is slower than the
-        configured rate; at the reserve, requests pause until the reset. Without both numbers
-        nothing changes.
+        configured rate; at the reserve, requests pause until the reset (never longer than
+        `max_pause`, whatever the reset says). Without both numbers nothing changes. Returns by
+        how much a pause grew (0 when none began).
         """
         if available is None or reset_epoch is None:
-            return
-        left = reset_epoch - now_epoch
-        if left <= 0:
+            return 0.0
+        left = min(reset_epoch - now_epoch, self.max_pause)
+        if not left > 0:  # NaN too
             self._spacing = 0.0
-            return
+            return 0.0
         reserve = max(1, available // 100)
         if available <= reserve:
-            self.pause_for(left)
             self._spacing = 0.0
-            return
+            return self.pause_for(left, "the upstream quota is spent until it resets")
         spacing = left / (available - reserve)
-        self._spacing = spacing if spacing > self.per_seconds / self.requests else 0.0
+        self._spacing = spacing if spacing > self.per_seconds / max(1, self.requests) else 0.0
+        return 0.0
 
     @property
     def spacing(self) -> float:
         """The current quota pacing (0 when the configured rate applies)."""
         return self._spacing
+
+    @property
+    def pause_reason(self) -> str:
+        """Why the current (or last) pause began."""
+        return self._pause_reason
+
+    @property
+    def pause_length(self) -> float:
+        """How long the current pause lasts from its start to its end (0 when not paused)."""
+        if self._paused_until <= time.monotonic():
+            return 0.0
+        return self._paused_until - self._pause_started
 
     @property
     def paused_for(self) -> float:

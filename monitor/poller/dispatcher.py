@@ -17,18 +17,24 @@ from itertools import repeat
 
 from monitor.clock import Clock, SystemClock
 from monitor.config.catalog import EventSpec
-from monitor.core.backoff import full_jitter
+from monitor.core.backoff import MAX_RETRY_AFTER, full_jitter
 from monitor.core.batching import DueQueue, Split
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.poller.budget import RateBudget
+from monitor.poller.health import Health
+
+__all__ = ["FAILED", "OK", "SKIPPED", "Dispatcher", "Health", "PollReport", "RetryPolicy"]
 from monitor.poller.processor import Processor
+from monitor.poller.sizing import RequestSizer
+from monitor.poller.unknown import UnknownSince
+from monitor.poller.waits import UpstreamWaits
 from monitor.store.base import LeaseLost
 from monitor.upstream.errors import (
     AuthFailed,
     BadRequest,
-    RateHeaders,
     RateLimited,
+    RequestTooLarge,
     UpstreamError,
 )
 from monitor.upstream.inventory import InventoryAnswer, InventoryClient
@@ -90,62 +96,9 @@ class RetryPolicy:
     quarantine_seconds: float = 3600.0
     default_rate_limit_wait: float = 1.0
     max_rate_limit_wait: float = 86400.0
-
-
-class Health:
-    """What readiness depends on: state loaded and writable, and the upstream accepting the
-    key."""
-
-    def __init__(self, metrics: Metrics | None = None) -> None:
-        self.state_loaded = False
-        self.key_status = "unchecked"  # unchecked | accepted | refused
-        self.nothing_to_poll = False
-        self.cluster: Callable[[], tuple[bool, str]] | None = None
-        self.store: Callable[[], tuple[bool, str]] | None = None  # (writable, why not)
-        self.standby: Callable[[], bool] = lambda: False
-        self.reason = "starting"
-        self._metrics = metrics
-
-    def key_accepted(self) -> None:
-        """The upstream answered a request with 2xx."""
-        if self.key_status != "accepted" and self._metrics:
-            self._metrics.upstream_key_accepted.set(1)
-        self.key_status = "accepted"
-
-    def key_refused(self, why: str) -> None:
-        """The upstream answered 401 or 403."""
-        self.key_status = "refused"
-        self.reason = why
-        if self._metrics:
-            self._metrics.upstream_key_accepted.set(0)
-
-    def readiness(self) -> tuple[bool, str]:
-        """(ready, reason); also kept in the `ready` gauge."""
-        ready, reason = self._readiness()
-        if self._metrics:
-            self._metrics.ready.set(1 if ready else 0)
-        return ready, reason
-
-    def _readiness(self) -> tuple[bool, str]:
-        if not self.state_loaded:
-            return False, "state not loaded yet"
-        if self.store is not None:
-            ok, why = self.store()
-            if not ok:
-                return False, why
-        if self.cluster is not None:
-            ok, why = self.cluster()
-            if not ok:
-                return False, why
-        if self.key_status == "refused":
-            return False, f"upstream refuses the API key: {self.reason}"
-        if self.key_status == "accepted":
-            return True, "ok"
-        if self.standby():
-            return True, "hot standby: no share of the rate budget, ready to take over"
-        if self.nothing_to_poll:
-            return True, "no events are watched"
-        return False, "waiting for the first upstream answer"
+    max_retry_after: float = MAX_RETRY_AFTER
+    pause_unready_seconds: float = 60.0  # a pause at least this long makes the daemon unready
+    log_every_seconds: float = 60.0  # a repeated failure is logged at most this often
 
 
 class Dispatcher:
@@ -168,6 +121,8 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         linger_seconds: float = 0.02,
         rng: random.Random | None = None,
+        max_request_bytes: int | None = None,
+        unknown: UnknownSince | None = None,
     ) -> None:
         self._client = client
         self._processor = processor
@@ -196,8 +151,30 @@ class Dispatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._auth_failures = 0
         self._closed = False
+        self._waits = UpstreamWaits(
+            budget=budget,
+            metrics=metrics,
+            clock=self._clock,
+            unready_after=self._retry.pause_unready_seconds,
+            log_every=self._retry.log_every_seconds,
+        )
+        health.upstream_pause = self._waits.pause_reason
+        metrics.upstream_pause_remaining_seconds.set_function(lambda: budget.paused_for)
         self.last_progress = self._clock.monotonic()  # when a request last completed
         self.quarantined: dict[str, float] = {}  # event ID -> monotonic time it may return
+        self._sizer = RequestSizer(
+            fixed_bytes=client.fixed_bytes,
+            sized=client.sized,
+            batch_size=batch_size,
+            limit=max_request_bytes,
+            metrics=metrics,
+        )
+        self._unknown = unknown
+
+    @property
+    def request_limit(self) -> int | None:
+        """The size a request's URL (or form body) may have now (None: no limit)."""
+        return self._sizer.limit
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -376,27 +353,60 @@ class Dispatcher:
             if not len(self._pool):
                 self._work.clear()
                 continue
-            if len(self._pool) < self._batch_size and self._linger > 0:
+            size = self._sizer.batch_ids()
+            if len(self._pool) < size and self._linger > 0:
                 # Sets that fire together arrive a moment apart: let them share a batch.
                 await asyncio.sleep(self._linger)
-            taken = self._pool.take(self._batch_size, split=self._split())
+            taken = self._pool.take(self._sizer.batch_ids(), split=self._split())
+            batch = self._fit(taken.batch.region, list(taken.batch.event_ids))
             if not len(self._pool):
                 self._pool_empty.set()
             self._finish_all(taken.dropped, SKIPPED)
-            if taken.batch.event_ids:
+            if batch:
                 try:
-                    await self._send(taken.batch.region, list(taken.batch.event_ids))
+                    await self._send(taken.batch.region, batch)
                 except asyncio.CancelledError:
                     self._finish_all(taken.batch.event_ids, FAILED)
                     raise
-                except Exception:
-                    log.exception("batch failed unexpectedly", n_ids=len(taken.batch.event_ids))
+                except Exception as exc:
+                    held = self._waits.admit(("unexpected", type(exc).__name__))
+                    if held is not None:
+                        log.exception(
+                            "batch failed unexpectedly",
+                            n_ids=len(taken.batch.event_ids),
+                            not_logged=held,
+                        )
                     self._finish_all(taken.batch.event_ids, FAILED)
+
+    # -- request size ----------------------------------------------------------------------
+
+    def _fit(self, region: str | None, ids: list[str]) -> list[str]:
+        """The leading IDs that fit in one request; the rest go back to the pool as they were."""
+        kept, rest = self._sizer.fit(region, ids)
+        if rest:
+            self._put_back(region, rest)
+        return kept
+
+    def _put_back(self, region: str | None, ids: list[str]) -> None:
+        """Queue taken IDs again (they are still waited for), at their old place."""
+        self._pool.add_many(ids, region, list(map(self._observed_at, ids, repeat(0.0, len(ids)))))
+        self._pool_empty.clear()
+        self._work.set()
+
+    def _too_large(self, region: str | None, ids: Sequence[str], exc: RequestTooLarge) -> None:
+        """The upstream refused a request as too large: queue its IDs again, to go out in
+        requests of the smaller size the sizer now keeps; one ID alone cannot be split."""
+        if self._sizer.refused(region, ids, exc.status):
+            self._put_back(region, list(ids))
+        else:
+            self._finish_all(ids, FAILED)
 
     async def _send(
         self, region: str | None, ids: Sequence[str], bisect: _BisectBudget | None = None
-    ) -> None:
-        """One batch, with retries; bisects on 400. Every ID is finished on return."""
+    ) -> str | None:
+        """One batch, with retries; bisects on 400. Every ID is finished on return, except
+        within a bisection (`bisect` given): a 400 is then returned (its message), its IDs left
+        for the caller to judge."""
         m = self._metrics
         policy = self._retry
         attempt = 0
@@ -416,7 +426,7 @@ class Dispatcher:
                 ids = kept
                 if not ids:
                     slot.sent()  # spent all the same: the ledger must not wait for it
-                    return
+                    return None
             started = self._clock.monotonic()
             try:
                 request = list(ids)
@@ -430,56 +440,55 @@ class Dispatcher:
                 )
             except UpstreamError as exc:
                 self.last_progress = self._clock.monotonic()
-                self._observe_quota(exc.rate)
+                self._waits.observe_quota(exc.rate)
                 m.upstream_request_duration_seconds.labels("inventory").observe(
                     self._clock.monotonic() - started
                 )
                 m.upstream_requests_total.labels("inventory", exc.outcome).inc()
                 m.upstream_batch_size.observe(len(ids))
                 attempt += 1
-                log.warning(
-                    "upstream request failed",
-                    api="inventory",
-                    outcome=exc.outcome,
-                    status=exc.status,
-                    attempt=attempt,
-                    n_ids=len(ids),
-                    region=region,
-                    error=str(exc),
-                )
+                self._waits.log_failure(exc, attempt, len(ids), region)
                 if isinstance(exc, AuthFailed):
                     self._on_auth_failure(str(exc))
                     self._finish_all(ids, FAILED)
-                    return
+                    return None
                 if isinstance(exc, BadRequest):
-                    await self._bisect(region, ids, str(exc), bisect)
-                    return
+                    if bisect is not None:
+                        return str(exc)
+                    await self._bisect(region, ids, str(exc), _BisectBudget.for_batch(len(ids)))
+                    return None
+                if isinstance(exc, RequestTooLarge):
+                    self._too_large(region, ids, exc)
+                    return None
                 if not exc.retry and not isinstance(exc, RateLimited):
                     self._finish_all(ids, FAILED)
-                    return
-                if attempt > policy.max_retries:
-                    log.error(
-                        "giving up on batch until its next poll",
-                        n_ids=len(ids),
-                        attempts=attempt,
-                        outcome=exc.outcome,
-                    )
-                    self._finish_all(ids, FAILED)
-                    return
+                    return None
                 if isinstance(exc, RateLimited):
                     wait = exc.retry_after
                     if wait is None:
                         wait = policy.default_rate_limit_wait
-                    wait = min(wait, policy.max_rate_limit_wait)
-                    added = self._budget.pause_for(wait)
-                    m.upstream_rate_limited_seconds_total.inc(added)
-                    if wait > 60:
-                        log.warning("upstream quota spent: requests paused", pause_seconds=wait)
-                    continue
+                    self._waits.pause(min(wait, policy.max_rate_limit_wait), exc, "429")
+                elif exc.wait is not None:
+                    # A 503 with Retry-After: the upstream as a whole asked for a break.
+                    self._waits.pause(exc.wait.seconds, exc, f"{exc.status} with Retry-After")
+                if attempt > policy.max_retries:
+                    held = self._waits.admit(("give_up", exc.outcome))
+                    if held is not None:
+                        log.error(
+                            "giving up on batch until its next poll",
+                            n_ids=len(ids),
+                            attempts=attempt,
+                            outcome=exc.outcome,
+                            not_logged=held,
+                        )
+                    self._finish_all(ids, FAILED)
+                    return None
+                if isinstance(exc, RateLimited):
+                    continue  # the budget holds every request back for the pause
                 backoff = full_jitter(
                     attempt - 1, policy.base_seconds, policy.max_seconds, self._rng.random()
                 )
-                await asyncio.sleep(max(backoff, exc.retry_after or 0.0))
+                await asyncio.sleep(backoff)
                 continue
             m.upstream_request_duration_seconds.labels("inventory").observe(
                 self._clock.monotonic() - started
@@ -487,18 +496,12 @@ class Dispatcher:
             m.upstream_requests_total.labels("inventory", "ok").inc()
             m.upstream_batch_size.observe(len(ids))
             self.last_progress = self._clock.monotonic()
-            self._observe_quota(answer.rate)
+            self._waits.observe_quota(answer.rate)
             self._auth_failures = 0
             self._health.key_accepted()
+            self._waits.recovered()
             await self._deliver(region, request, answer)
-            return
-
-    def _observe_quota(self, rate: RateHeaders | None) -> None:
-        if rate is None:
-            return
-        if rate.available is not None:
-            self._metrics.upstream_quota_remaining.set(rate.available)
-        self._budget.observe_quota(rate.available, rate.reset_epoch, self._clock.wall())
+            return None
 
     async def _deliver(self, region: str | None, ids: list[str], answer: InventoryAnswer) -> None:
         try:
@@ -514,19 +517,40 @@ class Dispatcher:
             log.exception("could not store a batch; it will be judged again next poll")
             self._finish_all(ids, FAILED)
             return
+        else:
+            # A repeated answer has no columns (nothing changed): the tracker stays as it is.
+            if self._unknown is not None and len(answer.statuses) == len(answer.ids):
+                self._unknown.observe(answer.ids, answer.statuses, self._clock.wall())
         finally:
             # After judging: a repeated answer's counts are known only then.
             if answer.unknown_statuses:
                 self._metrics.upstream_unknown_status_total.inc(answer.unknown_statuses)
             if answer.missing:
-                log.info("upstream answer lacks some events", n_missing=len(answer.missing))
+                held = self._waits.note(("missing",))
+                if held is not None:
+                    log.info(
+                        "upstream answer lacks some events",
+                        n_missing=len(answer.missing),
+                        not_logged=held,
+                    )
+            if answer.conflicting:
+                self._metrics.upstream_conflicting_events_total.inc(len(answer.conflicting))
+                held = self._waits.note(("conflicting",))
+                if held is not None:
+                    log.warning(
+                        "upstream answer names events twice with different statuses; "
+                        "no observation of them from it",
+                        n_events=len(answer.conflicting),
+                        not_logged=held,
+                    )
         self._finish_all(ids, OK)
 
     async def _bisect(
-        self, region: str | None, ids: Sequence[str], why: str, budget: _BisectBudget | None
+        self, region: str | None, ids: Sequence[str], why: str, budget: _BisectBudget
     ) -> None:
-        if budget is None:
-            budget = _BisectBudget.for_batch(len(ids))
+        """Find the IDs that make the upstream answer 400 by asking about halves. When both
+        halves are refused the same way, the request as a whole is refused (a parameter the
+        upstream does not take, such as a region): no ID is to blame and none is quarantined."""
         if budget.left < 2 or (len(ids) == 1 and budget.quarantined >= budget.max_quarantine):
             # 400s all the way down: the request as a whole is refused (a bad region, an API
             # change), not a few IDs. Fail the rest without quarantining them.
@@ -552,8 +576,25 @@ class Dispatcher:
             return
         mid = len(ids) // 2
         budget.left -= 2
-        await self._send(region, ids[:mid], budget)
-        await self._send(region, ids[mid:], budget)
+        halves = (ids[:mid], ids[mid:])
+        refused = [await self._send(region, half, budget) for half in halves]
+        if refused[0] is not None and refused[0] == refused[1]:
+            self._metrics.upstream_refused_batches_total.inc()
+            held = self._waits.note(("refused_batch",))
+            if held is not None:
+                log.error(
+                    "upstream refuses the request itself, not an event ID: both halves of the "
+                    "batch got the same 400; no ID quarantined",
+                    n_ids=len(ids),
+                    region=region,
+                    error=refused[0],
+                    not_logged=held,
+                )
+            self._finish_all(ids, FAILED)
+            return
+        for half, message in zip(halves, refused, strict=True):
+            if message is not None:
+                await self._bisect(region, half, message, budget)
 
     def _on_auth_failure(self, why: str) -> None:
         already = self._health.key_status == "refused" and self._budget.paused_for > 0
@@ -562,7 +603,7 @@ class Dispatcher:
             return  # other batches in flight hit the same refusal: one incident, one step
         self._auth_failures += 1
         pause = min(self._retry.auth_backoff_seconds * 2 ** (self._auth_failures - 1), 3600.0)
-        self._budget.pause_for(pause)
+        self._budget.pause_for(pause, "the upstream refused the API key")
         log.error(
             "upstream refused the API key; backing off",
             pause_seconds=pause,

@@ -44,7 +44,9 @@ class ApiServer:
         quarantined: Callable[[str], bool] = lambda eid: False,
         details: Callable[[str], Any] = lambda eid: None,
         retired: Callable[[str, float], bool] = lambda eid, now: False,
+        unknown_since: Callable[[str], float | None] = lambda eid: None,
     ) -> None:
+        self._unknown_since = unknown_since
         self._details = details
         self._retired = retired
         self._registry = registry
@@ -127,6 +129,7 @@ class ApiServer:
             "venue": spec.venue,
             "quarantined": self._quarantined(eid),
             "retired": self._retired(eid, self._clock.wall()),
+            "unknown_since": iso_utc(since) if (since := self._unknown_since(eid)) else None,
         }
         details = self._details(eid)
         if details is not None:

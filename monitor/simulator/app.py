@@ -15,7 +15,13 @@ from aiohttp import web
 
 from monitor.clock import Clock, SystemClock
 from monitor.simulator.faults import Fault, FaultPlan, parse_faults
-from monitor.simulator.inventory import InventoryAPI, Quota, RequestLog, SpikeArrest
+from monitor.simulator.inventory import (
+    MAX_URL_BYTES,
+    InventoryAPI,
+    Quota,
+    RequestLog,
+    SpikeArrest,
+)
 from monitor.simulator.partner import (
     DEFAULT_TOKEN_SECONDS,
     PREFIX,
@@ -97,6 +103,9 @@ class Simulator:
     `/partners-sandbox/v1` (`partner_url`); it accepts any non-empty API key and client secret
     unless `partner_api_key` / `partner_client_secret` are given, issues tokens that live
     `token_seconds`, and may have its own spike arrest (`partner_rate_limit`).
+
+    Like many API gateways, the Inventory Status endpoint refuses a request target (path and
+    query string) longer than `max_url_bytes` (default 8192; None: no limit) with 414.
     """
 
     def __init__(
@@ -117,6 +126,7 @@ class Simulator:
         partner_client_secret: str | None = None,
         token_seconds: float = DEFAULT_TOKEN_SECONDS,
         partner_rate_limit: tuple[int, float] | None = None,
+        max_url_bytes: int | None = MAX_URL_BYTES,
     ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.world = World(
@@ -131,6 +141,7 @@ class Simulator:
             clock=self.clock,
             api_key=api_key,
             record_ids=record_ids,
+            max_url_bytes=max_url_bytes,
         )
         self.partner = PartnerSim(
             world=self.world,
@@ -176,9 +187,10 @@ class Simulator:
     def app(self) -> web.Application:
         """The application (made once): add routes for other simulated APIs before `start()`."""
         if self._app is None:
-            app = web.Application(
-                handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_LINE}
-            )
+            # The parser takes longer lines than the URL limit, so that the limit is answered
+            # with a gateway's 414, not the parser's 400.
+            line = max(MAX_LINE, (self.inventory.max_url_bytes or 0) + 1024)
+            app = web.Application(handler_args={"max_line_size": line, "max_field_size": line})
             self.inventory.add_routes(app)
             self.partner.add_routes(app, PREFIX)
             self.partner.add_routes(app, SANDBOX_PREFIX)
@@ -450,6 +462,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='a fault (or a list), e.g. \'{"kind": "error", "count": 3}\'; repeatable',
     )
     parser.add_argument(
+        "--max-url-bytes",
+        type=int,
+        default=MAX_URL_BYTES,
+        metavar="BYTES",
+        help=f"longest request target answered (414 beyond; default {MAX_URL_BYTES}; 0: no limit)",
+    )
+    parser.add_argument(
         "--partner-api-key", default=None, help="the only Partner API key accepted (default: any)"
     )
     parser.add_argument(
@@ -488,6 +507,7 @@ async def serve_from_args(args: argparse.Namespace) -> None:
         partner_client_secret=args.partner_client_secret,
         token_seconds=args.token_seconds,
         partner_rate_limit=args.partner_rate_limit,
+        max_url_bytes=args.max_url_bytes or None,
     )
     url = await sim.start(args.host, args.port)
     try:

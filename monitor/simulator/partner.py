@@ -16,6 +16,7 @@ import binascii
 import enum
 import hashlib
 import math
+import re
 import secrets
 import string
 import time
@@ -57,6 +58,8 @@ SANDBOX_PREFIX: Final = "/partners-sandbox/v1"
 OAUTH_PATH: Final = "/oauth/accesstoken"
 EVENT_PATH: Final = "/event/"
 DEFAULT_TOKEN_SECONDS: Final = 3599.0
+PARTNER_ID_RE: Final = re.compile(r"[0-9A-F]{16}")
+"""The Partner API's own event IDs: 16 hexadecimal characters, e.g. 3F004EC9D1EBBC76."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,11 +374,15 @@ class PartnerSim:
     # -- what the events are -----------------------------------------------------------------
 
     def is_event(self, event_id: str) -> bool:
-        """Whether details of this ID are answered (else 404)."""
+        """Whether details of this ID are answered (else 404): a scripted ("mapped") event,
+        or one the world knows whose ID is in the Partner API's own format (`PARTNER_ID_RE`):
+        the Partner API does not know Discovery-style IDs such as 17AOv8G6G5rI0S0."""
         script = self._scripts.get(event_id)
         if script is not None and script.found is not UNSET:
             return script.found
-        return script is not None or self.world.is_event(event_id)
+        if script is not None:
+            return True
+        return PARTNER_ID_RE.fullmatch(event_id) is not None and self.world.is_event(event_id)
 
     def venue_of(self, event_id: str) -> Venue | None:
         """The venue of an event (scripted, else from the seed); None when scripted away."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.core.backoff import ServerWait
+
 
 @dataclass(frozen=True, slots=True)
 class RateHeaders:
@@ -27,6 +29,7 @@ class UpstreamError(Exception):
 
     outcome = "error"
     retry = True
+    wait: ServerWait | None = None  # what the upstream asked for, and what we will wait
 
     def __init__(
         self,
@@ -68,6 +71,33 @@ class MalformedAnswer(TransientError):
     """A 2xx whose body is not a JSON array of objects."""
 
     outcome = "malformed"
+
+
+class AnswerTooLarge(TransientError):
+    """A 2xx whose body, as declared or decoded, passed the size cap."""
+
+    outcome = "too_large"
+
+
+class TooManyObjects(MalformedAnswer):
+    """A 2xx holding far more objects or arrays than events were asked for (or nested deep)."""
+
+    outcome = "too_many_objects"
+
+
+class Redirected(UpstreamError):
+    """A 3xx: never followed (the request URL carries the API key)."""
+
+    outcome = "redirect"
+    retry = False
+
+
+class RequestTooLarge(UpstreamError):
+    """414 or 413: the request (its URL, or its body) is too large for the upstream's gateway;
+    the dispatcher splits the batch and remembers a size that works."""
+
+    outcome = "request_too_large"
+    retry = False
 
 
 class RateLimited(UpstreamError):

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
@@ -16,13 +17,15 @@ import orjson
 from yarl import URL
 
 from monitor.clock import Clock, SystemClock
-from monitor.core.backoff import retry_after_seconds
+from monitor.core.backoff import MAX_RETRY_AFTER, server_wait
 from monitor.domain import STATUS_SET, UNKNOWN, Observation
 from monitor.logs import redact
 from monitor.poller.budget import Slot
 from monitor.secrets import Secret
+from monitor.upstream import body as answer_body
 from monitor.upstream.delta import CANONICAL, Layout, decode_delta, layout_of
 from monitor.upstream.errors import (
+    AnswerTooLarge,
     AuthFailed,
     BadRequest,
     ClientError,
@@ -30,12 +33,23 @@ from monitor.upstream.errors import (
     MalformedAnswer,
     RateHeaders,
     RateLimited,
+    Redirected,
+    RequestTooLarge,
     ServerError,
     TimeoutFailure,
+    TooManyObjects,
     UpstreamError,
 )
 
 AVAILABILITY_PATH = "/inventory-status/v1/availability"
+METHODS = ("GET", "POST", "POST_QUERY")
+"""GET: `events` in the query string. POST_QUERY: a POST with `events` in the query string and
+no body, as the public documentation shows the call. POST: `events` in a form body."""
+
+OBJECT_SLACK = 16
+"""Objects (or arrays) an answer may hold beyond one per event asked for. A well-formed answer
+holds exactly one object per event and one array; anything far beyond is not an answer, and
+is refused before it is parsed (a million objects, or nesting a thousand deep)."""
 
 
 @dataclass(slots=True)
@@ -50,6 +64,7 @@ class InventoryAnswer:
     unknown_statuses: int = 0
     ignored: int = 0
     missing: list[str] = field(default_factory=list)
+    conflicting: list[str] = field(default_factory=list)  # named twice with different statuses
     rate: RateHeaders | None = None
     digest: bytes | None = None  # of the body, when the caller asked for repeats to be spotted
     repeat: bytes | None = None  # the body, left undecoded: the caller has seen it before
@@ -108,13 +123,19 @@ def parse_answer(
 ) -> InventoryAnswer:
     """Validate an answer body (pure). Raises MalformedAnswer unless it is a JSON array of objects.
 
-    `eventId` and `eventid` are both accepted (the seeds disagree); unknown status strings count
-    as UNKNOWN; IDs nobody asked for are ignored; IDs asked for but absent give no observation.
+    `eventId` and `eventid` are both accepted (the public documents disagree); unknown status
+    strings count as UNKNOWN; IDs nobody asked for are ignored; IDs asked for but absent give
+    no observation, and so do IDs named twice with different statuses (`conflicting`: which
+    one is true cannot be told). More objects or arrays than IDs asked for (plus
+    OBJECT_SLACK) raise TooManyObjects before anything is parsed.
 
     With `previous` (the layout of the last answer to the same request), only the objects that
     changed are decoded when that can be done (`monitor.upstream.delta`); the result is the
     same. With `keep_layout`, the answer carries its own layout for the next one.
     """
+    most = len(requested) + OBJECT_SLACK
+    if body.count(b"{") > most or body.count(b"[") > most:
+        raise TooManyObjects(f"answer holds more objects or arrays than the {most} allowed")
     if previous is not None and isinstance(requested, list):
         delta = decode_delta(body, requested, previous)
         if delta is not None:
@@ -131,7 +152,8 @@ def parse_answer(
             fast.layout = layout_of(body, fast.ids, fast.statuses, fast.resales)
         return fast
     wanted = {e: e for e in requested}  # to keep the request's ID objects, as above
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # ID -> its place in the columns
+    conflicting: set[str] = set()
     ids: list[str] = []
     statuses: list[str | None] = []
     resales: list[str | None] = []
@@ -142,11 +164,10 @@ def parse_answer(
         eid = item.get("eventId")
         if eid is None:
             eid = item.get("eventid")
-        if not isinstance(eid, str) or eid not in wanted or eid in seen:
+        if not isinstance(eid, str) or eid not in wanted:
             ignored += 1
             continue
         eid = wanted[eid]
-        seen.add(eid)
         status = item.get("status")
         resale = item.get("resaleStatus")
         if status is not None and (not isinstance(status, str) or status not in STATUS_SET):
@@ -155,11 +176,25 @@ def parse_answer(
         if resale is not None and (not isinstance(resale, str) or resale not in STATUS_SET):
             unknown += 1
             resale = UNKNOWN
+        at = seen.get(eid)
+        if at is not None:
+            ignored += 1
+            if statuses[at] != status or resales[at] != resale:
+                conflicting.add(eid)
+            continue
+        seen[eid] = len(ids)
         ids.append(eid)
         statuses.append(status)
         resales.append(resale)
     missing = [e for e in requested if e not in seen] if len(seen) < len(wanted) else []
-    return InventoryAnswer(ids, statuses, resales, unknown, ignored, missing)
+    answer = InventoryAnswer(ids, statuses, resales, unknown, ignored, missing)
+    if conflicting:
+        keep = [e not in conflicting for e in ids]
+        answer.ids = list(compress(ids, keep))
+        answer.statuses = list(compress(statuses, keep))
+        answer.resales = list(compress(resales, keep))
+        answer.conflicting = [e for e in ids if e in conflicting]
+    return answer
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
@@ -215,8 +250,14 @@ class InventoryClient:
         method: str = "GET",
         timeout_seconds: float = 10.0,
         clock: Clock | None = None,
+        max_retry_after: float = MAX_RETRY_AFTER,
+        max_answer_bytes: int = answer_body.DEFAULT_MAX_BYTES,
     ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self._session = session
+        self._max_retry_after = max_retry_after
+        self._max_bytes = max_answer_bytes
         self._base = base_url.rstrip("/") + AVAILABILITY_PATH
         self._key = api_key
         self._method = method
@@ -227,6 +268,19 @@ class InventoryClient:
         # Built by hand and marked encoded: IDs are [A-Za-z0-9_-] already, and re-encoding a
         # 17 KB query string per request is measurable.
         return URL(f"{self._base}?apikey={quote(self._key.reveal(), safe='')}{query}", encoded=True)
+
+    @property
+    def sized(self) -> str:
+        """What grows with the IDs of a request: its `url` (GET, POST_QUERY) or its `body`."""
+        return "body" if self._method == "POST" else "url"
+
+    def fixed_bytes(self, region: str | None) -> int:
+        """The bytes of the sized part (see `sized`) of a request for no IDs at all; each ID
+        adds its length plus one (a comma)."""
+        region_q = f"&region={quote(region, safe='')}" if region else ""
+        if self._method == "POST":
+            return len("events=") - 1
+        return len(str(self._url(f"&events={region_q}"))) - 1
 
     async def fetch(
         self,
@@ -259,16 +313,19 @@ class InventoryClient:
                     trace_request_ctx=ctx,
                 )
             else:
-                resp_cm = self._session.get(
+                resp_cm = self._session.request(
+                    "GET" if self._method == "GET" else "POST",
                     self._url(f"&events={joined}{region_q}"),
                     timeout=self._timeout,
                     allow_redirects=False,
                     trace_request_ctx=ctx,
                 )
             async with resp_cm as resp:
-                body = await resp.read()
                 status = resp.status
                 headers = resp.headers
+                body = await answer_body.read_capped(resp, self._max_bytes)
+        except answer_body.AnswerTooLarge as exc:
+            raise AnswerTooLarge(str(exc), status=status) from None
         except TimeoutError:
             raise TimeoutFailure("no answer within the timeout") from None
         except aiohttp.ClientError as exc:
@@ -302,7 +359,8 @@ class InventoryClient:
             answer.rate = rate
             return answer
         snippet = redact(body[:200].decode("utf-8", "replace")).replace("\n", " ")
-        wait = retry_after_seconds(headers, self._clock.wall())
+        told = server_wait(headers, self._clock.wall(), max_retry_after=self._max_retry_after)
+        wait = None if told is None else told.seconds
         err: UpstreamError
         if status == 429:
             err = RateLimited(f"429 rate limited: {snippet}", status=status, retry_after=wait)
@@ -310,9 +368,15 @@ class InventoryClient:
             err = AuthFailed(f"{status}: the API key was refused", status=status)
         elif status == 400:
             err = BadRequest(f"400: {snippet}", status=status)
+        elif status in (413, 414):
+            err = RequestTooLarge(f"{status}: the request is too large: {snippet}", status=status)
+        elif 300 <= status < 400:
+            # Never followed, wherever it points: the request URL carries the API key.
+            err = Redirected(f"{status}: redirect not followed", status=status)
         elif status >= 500:
             err = ServerError(f"{status}: {snippet}", status=status, retry_after=wait)
         else:
             err = ClientError(f"{status}: {snippet}", status=status)
         err.rate = rate
+        err.wait = told
         raise err

@@ -34,17 +34,20 @@ import aiohttp
 import orjson
 
 from monitor.clock import Clock, SystemClock
-from monitor.core.backoff import full_jitter, retry_after_seconds
+from monitor.core.backoff import MAX_RETRY_AFTER, full_jitter, retry_after_seconds
 from monitor.logs import get_logger, redact
 from monitor.marketplace.validation import InvalidAttributes, normalize_update, validate_create
 from monitor.poller.budget import RateBudget
 from monitor.secrets import Secret
+from monitor.upstream.body import AnswerTooLarge, read_capped
 
 INVENTORY_PATH: Final = "/v9/inventory"
 MAX_IDS: Final = 1000
 """Most listing IDs one Bulk Update request may carry (seed 003)."""
 API: Final = "marketplace"
 """The `api` label for this client's requests in metrics."""
+DEFAULT_MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
+"""A bulk update of 1000 listings answers with those listings; nothing past this is read."""
 
 _SNIPPET: Final = 200
 
@@ -341,8 +344,12 @@ class MarketplaceClient:
         retry: RetryPolicy = NO_RETRY,
         on_request: Callable[[str, float], None] | None = None,
         clock: Clock | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self._session = session
+        self._max_bytes = max_answer_bytes
+        self._max_retry_after = max_retry_after
         self._url = base_url.rstrip("/") + INVENTORY_PATH
         self._token = api_token
         self._budget = budget
@@ -471,7 +478,9 @@ class MarketplaceClient:
                 messages=messages,
             )
         elif status == 429 or status >= 500:
-            wait = retry_after_seconds(answer.headers, self._clock.wall())
+            wait = retry_after_seconds(
+                answer.headers, self._clock.wall(), max_retry_after=self._max_retry_after
+            )
             exc = MarketplaceUnavailable(
                 f"{status}: {text}",
                 status=status,
@@ -512,8 +521,14 @@ class MarketplaceClient:
                 allow_redirects=False,
                 trace_request_ctx={"slot": slot} if slot is not None else None,
             ) as resp:
-                raw = await resp.read()
+                raw = await read_capped(resp, self._max_bytes)
                 return _Answer(resp.status, resp.headers, raw, started, self._on_request)
+        except AnswerTooLarge as exc:
+            self._observe("too_large", started)
+            raise MarketplaceUnavailable(
+                f"{method} {INVENTORY_PATH} ({n_ids} IDs): answer refused: {exc}",
+                outcome="too_large",
+            ) from None
         except TimeoutError:
             self._observe("timeout", started)
             raise MarketplaceUnavailable(

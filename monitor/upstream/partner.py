@@ -15,6 +15,7 @@ import asyncio
 import base64
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,10 +28,14 @@ import orjson
 from yarl import URL
 
 from monitor.clock import Clock, SystemClock
-from monitor.core.backoff import retry_after_seconds
+from monitor.core.backoff import MAX_RETRY_AFTER, retry_after_seconds
 from monitor.logs import get_logger, redact
 from monitor.poller.budget import RateBudget
 from monitor.secrets import Secret
+from monitor.upstream.body import AnswerTooLarge, read_capped
+
+DEFAULT_MAX_ANSWER_BYTES: Final = 1024 * 1024
+"""An event-details document is a few KB; nothing past this is read."""
 
 PRODUCTION_URL: Final = "https://app.ticketmaster.com/partners/v1"
 SANDBOX_URL: Final = "https://app.ticketmaster.com/partners-sandbox/v1"
@@ -253,6 +258,46 @@ def _seconds_field(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
+# -- lookups that miss ------------------------------------------------------------------------
+
+
+class NotFoundWatch:
+    """Whether most recent event lookups answer 404 (pure: fed one outcome at a time).
+
+    The Partner API has its own 16-character event IDs; asked about Discovery IDs, it answers
+    404 for nearly all of them. Over the last `window` lookups (at least `least`), a share of
+    404s above `most` is worth saying once: `record` answers True then, and again only after
+    the share fell below half of `most`.
+    """
+
+    def __init__(self, window: int = 100, least: int = 20, most: float = 0.5) -> None:
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._missed = 0
+        self._least = least
+        self._most = most
+        self._said = False
+
+    @property
+    def share(self) -> float:
+        """The share of 404s among the recent lookups (0 before any)."""
+        return self._missed / len(self._recent) if self._recent else 0.0
+
+    def record(self, not_found: bool) -> bool:
+        """Count one lookup; True when the share of 404s just became worth saying."""
+        recent = self._recent
+        if len(recent) == recent.maxlen and recent[0]:
+            self._missed -= 1
+        recent.append(not_found)
+        self._missed += not_found
+        if len(recent) < self._least:
+            return False
+        if self._said:
+            self._said = self.share >= self._most / 2
+            return False
+        self._said = self.share > self._most
+        return self._said
+
+
 # -- the client -------------------------------------------------------------------------------
 
 
@@ -293,6 +338,8 @@ class PartnerClient:
         budget: RateBudget | None = None,
         renew_margin_seconds: float = 60.0,
         on_request: RequestObserver | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
@@ -305,6 +352,9 @@ class PartnerClient:
         self._on_request = on_request
         self._token: _Token | None = None
         self._refresh: asyncio.Task[_Token] | None = None
+        self._max_bytes = max_answer_bytes
+        self._max_retry_after = max_retry_after
+        self.not_found = NotFoundWatch()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -448,8 +498,13 @@ class PartnerClient:
                 # headers leave; otherwise `finally` does when the attempt ends.
                 trace_request_ctx={"slot": slot},
             ) as resp:
-                body = await resp.read()
                 status, resp_headers = resp.status, resp.headers
+                body = await read_capped(resp, self._max_bytes)
+        except AnswerTooLarge as exc:
+            self._observe(endpoint, "too_large", time.monotonic() - started)
+            raise PartnerUnavailable(
+                f"partner {endpoint} answer refused: {exc}", outcome="too_large", status=status
+            ) from None
         except TimeoutError:
             self._observe(endpoint, "timeout", time.monotonic() - started)
             raise PartnerUnavailable(
@@ -474,7 +529,9 @@ class PartnerClient:
         """The error for a non-2xx answer other than 401 (and 404 for details)."""
         status = answer.status
         snippet = redact(answer.body[:200].decode("utf-8", "replace")).replace("\n", " ")
-        wait = retry_after_seconds(answer.headers, self._clock.wall())
+        wait = retry_after_seconds(
+            answer.headers, self._clock.wall(), max_retry_after=self._max_retry_after
+        )
         err: PartnerError
         if status == 429:
             err = PartnerUnavailable(
@@ -501,6 +558,12 @@ class PartnerClient:
 
     def _classify_details(self, event_id: str, answer: _Answer) -> EventDetails:
         status = answer.status
+        if self.not_found.record(status == 404):
+            log.warning(
+                "most Partner API event lookups answer 404: the Partner API has its own "
+                "16-character event IDs; give each event its partner_event_id",
+                not_found_share=round(self.not_found.share, 2),
+            )
         if status == 404:
             self._observe("event", "not_found", answer.seconds)
             raise EventNotFound(event_id)
