@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -26,6 +27,17 @@ MAX_TRANSITIONS_PAGE = 1000
 def json_error(status: int, message: str, **extra: object) -> web.Response:
     """A JSON error body: {"error": message, ...}."""
     return web.json_response({"error": message, **extra}, status=status)
+
+
+def bearer_matches(header: str, token: Secret) -> bool:
+    """Whether an Authorization header carries `token`, compared in constant time.
+
+    Both sides are hashed first: the comparison then takes the same time whatever the lengths,
+    and a header with bytes that are not UTF-8 (they arrive as surrogate escapes) is simply wrong.
+    """
+    given = header.encode("utf-8", "surrogatepass")
+    expected = f"Bearer {token.reveal()}".encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
 
 
 class ApiServer:
@@ -75,9 +87,7 @@ class ApiServer:
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/v1/") and self.admin_token is not None:
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {self.admin_token.reveal()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            if not bearer_matches(request.headers.get("Authorization", ""), self.admin_token):
                 return json_error(401, "missing or wrong bearer token")
         return await handler(request)
 
