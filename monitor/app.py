@@ -37,6 +37,7 @@ from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
 from monitor.sdnotify import SdNotifier
+from monitor.secrets import PROCESS_SECRETS, SecretValues, secrets_in
 from monitor.server.actions_api import ActionsApi
 from monitor.server.api import AdminApi, read_only_without_token
 from monitor.server.app import ApiServer
@@ -97,9 +98,13 @@ class Daemon:
         notifiers: Sequence[Notifier] = (),
         webhook_resolver: AbstractResolver | None = None,
         systemd: SdNotifier | None = None,
+        secret_values: SecretValues | None = None,
     ) -> None:
         self.systemd = systemd or SdNotifier()
         self.config = config
+        # The log redactor searches for the running config's secrets, and for nothing else.
+        self.secret_values = secret_values or PROCESS_SECRETS
+        self.secret_values.set(f"daemon-{id(self)}", secrets_in(config))
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.metrics = Metrics(registry)
@@ -504,6 +509,7 @@ class Daemon:
         self._stop.set()
         self.systemd.stopping("stopping: finishing requests in flight")
         await self._stack.aclose()
+        self.secret_values.drop(f"daemon-{id(self)}")
 
     # -- systemd ---------------------------------------------------------------------------
 
@@ -669,6 +675,7 @@ class Daemon:
                 "actions": new.actions,
             }
         )
+        self.secret_values.set(f"daemon-{id(self)}", secrets_in(self.config))
         if new.marketplace != self.config.marketplace:
             log.warning("the marketplace section changes only on restart; rules are reloaded")
         self._use_catalog(build_catalog(self._effective_config()))

@@ -86,9 +86,14 @@ class ApiServer:
 
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/v1/") and self.admin_token is not None:
-            if not bearer_matches(request.headers.get("Authorization", ""), self.admin_token):
-                return json_error(401, "missing or wrong bearer token")
+        token = self.admin_token
+        given = request.headers.get("Authorization", "")
+        if (
+            request.path.startswith("/v1/")
+            and token is not None
+            and not bearer_matches(given, token)
+        ):
+            return json_error(401, "missing or wrong bearer token")
         return await handler(request)
 
     async def metrics(self, request: web.Request) -> web.Response:
