@@ -204,19 +204,16 @@ def test_transition_and_webhook_payloads(doc):
 def test_request_bodies_document_the_pydantic_models(doc):
     """Every field of the API's body models is documented (and nothing the models reject)."""
     from monitor.config.models import EventEntry, Filter, WatchSet
-    from monitor.server.api import (
-        EventIdsIn,
-        EventsIn,
-        ReplayIn,
-        SubscriptionIn,
-        SubscriptionPatch,
-    )
+    from monitor.server.actions_api import ActionReplayIn
+    from monitor.server.api import ReplayIn, SubscriptionIn, SubscriptionPatch
+    from monitor.server.watch_sets_api import EventIdsIn, EventsIn
 
     schemas = doc["components"]["schemas"]
     pairs = {
         "SubscriptionIn": SubscriptionIn,
         "SubscriptionPatch": SubscriptionPatch,
         "ReplayIn": ReplayIn,
+        "ActionReplayIn": ActionReplayIn,
         "EventsIn": EventsIn,
         "EventIdsIn": EventIdsIn,
         "EventEntryObject": EventEntry,
@@ -379,8 +376,18 @@ LIVE_CALLS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", "/v1/watch-sets/w/events", {"events": ["E3"]}, 200, None),
     ("DELETE", "/v1/watch-sets/w/events", {"events": ["E1"]}, 200, None),
     ("POST", "/v1/watch-sets", {"name": "w"}, 409, "Error"),
-    ("POST", "/v1/watch-sets", {"name": "v", "events": [{"id": "E9", "venue": "nope"}]}, 400,
+    ("POST", "/v1/watch-sets", {"name": "v", "events": [{"id": "E9", "venue": "nope"}]}, 409,
      "Error"),
+    ("POST", "/v1/watch-sets", {"name": "v", "priority": False}, 400, "Error"),
+    ("POST", "/v1/watch-sets", {"name": "v", "interval_seconds": 5e16}, 400, "Error"),
+    ("POST", "/v1/watch-sets/w/events", {"events": [0]}, 400, "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {"ids": [], "since": None}, 400,
+     "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {"idz": ["x"]}, 400, "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {}, 400, "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {"all": True}, 200, None),
+    ("POST", "/v1/subscriptions", {"name": "f", "url": "http://8.8.8.8/x",
+                                    "filter": {"event_ids": ["x*"]}}, 400, "Error"),
     ("DELETE", "/v1/watch-sets/w", None, 204, None),
     ("DELETE", "/v1/subscriptions/a", None, 204, None),
     ("GET", "/v1/subscriptions/a", None, 404, "Error"),

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializationInfo,
+    StrictInt,
     field_serializer,
     field_validator,
     model_validator,
@@ -193,13 +194,13 @@ class WatchSet(Strict):
     """A named set of events polled at one interval."""
 
     name: Name
-    interval_seconds: float = Field(60.0, ge=1)
+    interval_seconds: float = Field(60.0, ge=1, le=2_592_000)
     events: list[EventItem] = []
     events_file: str | None = None
     confirm_after: int = Field(1, ge=1, le=100)
     track_unknown: bool = False
-    priority: int = 0
-    intervals: dict[Literal[STATUS_KEYS], Annotated[float, Field(ge=1)]] = {}  # type: ignore[valid-type]
+    priority: StrictInt = Field(0, ge=-1000, le=1000)
+    intervals: dict[Literal[STATUS_KEYS], Annotated[float, Field(ge=1, le=2_592_000)]] = {}  # type: ignore[valid-type]
 
     @field_serializer("events")
     def _events(

@@ -159,6 +159,15 @@ class Subscriptions:
         self._api[sub.name] = replace(sub, origin="api")
         self._rebuild()
 
+    async def create(self, sub: Subscription) -> bool:
+        """Create an API subscription unless the store holds one of its name (made by another
+        replica, say); False then, and nothing changed."""
+        if not await self._store.create_object(KIND, sub.name, sub.to_spec()):
+            return False
+        self._api[sub.name] = replace(sub, origin="api")
+        self._rebuild()
+        return True
+
     async def delete(self, name: str) -> bool:
         """Delete an API subscription and its deliveries."""
         if name not in self._api:
