@@ -453,6 +453,7 @@ class Daemon:
             details=self.eventinfo.details,
             retired=self.eventinfo.retired,
             max_body_bytes=self.server_limits.body_bytes,
+            body_seconds=self.server_limits.body_seconds,
         )
         app = self.app = self.server.app()
         if cfg.server.admin_token is None:

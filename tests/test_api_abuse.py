@@ -47,3 +47,83 @@ async def test_the_right_token_still_opens_v1(daemon):
     )
     assert status == 200
     assert [w["name"] for w in orjson.loads(body)["watch_sets"]] == ["main"]
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+
+async def test_json_nested_100000_deep_is_400(daemon, log_stream):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (deep, b'{"name": ' + deep + b"}", b'{"events": ' + deep + b"}"):
+        status, answer = await raw_request(
+            daemon.url, request_bytes("POST", "/v1/watch-sets", headers=AUTH, body=body)
+        )
+        assert status == 400, answer
+        assert json_of(answer)["field"] == ""
+    assert "Traceback" not in log_stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"NaN", b'{"name": "x", "interval_seconds": NaN}', b'{"name": "x", "interval_seconds": 1e999}',
+     b'{"name": "\\ud800"}', b"", b"   ", b"\xff\xfe{}", b'{"name": "x"} trailing'],
+    ids=["nan", "nan-field", "infinity", "lone-surrogate", "empty", "blank", "not-utf8", "trailing"],
+)  # fmt: skip
+async def test_bodies_that_are_not_json_are_400(daemon, body):
+    status, answer = await raw_request(
+        daemon.url, request_bytes("POST", "/v1/watch-sets", headers=AUTH, body=body)
+    )
+    assert status == 400 and json_of(answer)["field"] == ""
+    assert set(daemon.registry.sets()) == set()
+
+
+async def test_a_body_over_1_mb_is_413_and_nothing_changes(daemon):
+    events = [f"E{i:07d}" for i in range(120_000)]  # about 1.3 MB as JSON
+    body = orjson.dumps({"name": "big", "events": events})
+    assert len(body) > 1024 * 1024
+    status, answer = await raw_request(
+        daemon.url, request_bytes("POST", "/v1/watch-sets", headers=AUTH, body=body)
+    )
+    assert status == 413 and "error" in json_of(answer)
+    assert "big" not in daemon.registry.sets()
+    small = orjson.dumps({"name": "big", "events": events[:50_000]})  # under the cap: fine
+    status, _ = await raw_request(
+        daemon.url, request_bytes("POST", "/v1/watch-sets", headers=AUTH, body=small)
+    )
+    assert status == 201 and len(daemon.catalog.sets["big"].event_ids) == 50_000
+
+
+async def test_errors_name_the_key_and_never_echo_the_value(daemon):
+    secret = "whsec_" + "A" * 7 + "!"  # not the documented form
+    body = orjson.dumps({"name": "s", "url": "http://8.8.8.8/x", "secret": secret, "x" * 5000: 1})
+    status, answer = await raw_request(
+        daemon.url, request_bytes("POST", "/v1/subscriptions", headers=AUTH, body=body)
+    )
+    data = json_of(answer)
+    assert status == 400
+    assert {e["field"] for e in data["errors"]} == {"secret", "x" * 5000}
+    assert secret not in answer.decode()
+    many = orjson.dumps({"name": "s", "events": [f"bad id {i}" for i in range(5000)]})
+    status, answer = await raw_request(
+        daemon.url, request_bytes("POST", "/v1/watch-sets", headers=AUTH, body=many)
+    )
+    assert status == 400 and len(json_of(answer)["errors"]) == 20
+    assert json_of(answer)["field"] == "events[0]"
+
+
+# -- paths ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/../metrics", "/v1/%2e%2e/metrics", "/v1/watch-sets/..%2f..%2fetc%2fpasswd",
+     "/v1//watch-sets", "/v1/watch-sets/%00", "/v1/events/..%5c..%5cwin.ini",
+     "/v1/watch-sets/main/../../../openapi.yaml"],
+)  # fmt: skip
+async def test_path_traversal_gets_nothing(daemon, path):
+    status, answer = await raw_request(daemon.url, request_bytes("GET", path))
+    assert status in (400, 401, 404), (path, status)
+    assert b"availability_monitor_" not in answer and b"openapi:" not in answer
+    status, answer = await raw_request(daemon.url, request_bytes("GET", path, headers=AUTH))
+    assert status in (400, 404), (path, status)
+    assert b"availability_monitor_" not in answer and b"openapi:" not in answer

@@ -575,6 +575,10 @@ def test_systemd_unit_is_notify_hardened_and_uses_credentials():
         "/etc/availability-monitor/config.yaml",
     ]
     assert "Environment" not in s, "secrets come by LoadCredential=, not Environment="
+    from monitor.server.listener import ServerLimits, connection_cap
+
+    files = int(one["LimitNOFILE"])
+    assert connection_cap(ServerLimits(), files) == ServerLimits().max_connections <= files // 4
 
 
 def test_systemd_config_is_valid_with_the_units_credentials(tmp_path):

@@ -29,6 +29,9 @@ log = get_logger("monitor.server")
 
 MAX_TRANSITIONS_PAGE = 1000
 
+#: How long a request's body may take to arrive (read by the body readers).
+BODY_SECONDS: web.AppKey[float] = web.AppKey("body_seconds", float)
+
 
 def json_error(status: int, message: str, **extra: object) -> web.Response:
     """A JSON error body: {"error": message, ...}."""
@@ -84,8 +87,10 @@ class ApiServer:
         details: Callable[[str], Any] = lambda eid: None,
         retired: Callable[[str, float], bool] = lambda eid, now: False,
         max_body_bytes: int = 1024 * 1024,
+        body_seconds: float = 30.0,
     ) -> None:
         self._max_body = max_body_bytes
+        self._body_seconds = body_seconds
         self._failures = Summary(every=60.0, max_keys=256)
         self._details = details
         self._retired = retired
@@ -104,6 +109,7 @@ class ApiServer:
             middlewares=[self._errors_middleware, self._auth_middleware],
             client_max_size=self._max_body,
         )
+        app[BODY_SECONDS] = self._body_seconds
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)

@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from monitor.config.loader import validation_issues
-from monitor.server.app import json_error
+from monitor.server.app import BODY_SECONDS, json_error
 from monitor.server.schema import MAX_PROBLEMS, Problem, RequestSchemas
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,17 +54,17 @@ def parse_json(raw: bytes, schemas: RequestSchemas, schema: str) -> Any | web.Re
     return _integral(data)
 
 
-#: A body must arrive within this long (the head has its own deadline in the listener).
-BODY_SECONDS = 30.0
-
-
 async def read_json(request: web.Request, schemas: RequestSchemas, schema: str) -> Any:
-    """`parse_json` of the request's body; 408 when it does not arrive in time."""
+    """`parse_json` of the request's body; 408 when it does not arrive in time (the head has
+    its own deadline, in the listener)."""
+    seconds = request.app.get(BODY_SECONDS, 30.0)
     try:
-        async with asyncio.timeout(BODY_SECONDS):
+        async with asyncio.timeout(seconds):
             raw = await request.read()
     except TimeoutError:
-        return json_error(408, f"the body did not arrive within {BODY_SECONDS:.0f} s")
+        resp = json_error(408, f"the body did not arrive within {seconds:g} s")
+        resp.force_close()  # the rest of the body may still come: the connection is done
+        return resp
     return parse_json(raw, schemas, schema)
 
 
