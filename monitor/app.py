@@ -24,6 +24,12 @@ from monitor.config.event_files import ListedEvents
 from monitor.config.models import WatchSet, parse_listen
 from monitor.eventinfo import EventInfo
 from monitor.logs import get_logger
+from monitor.metric_series import (
+    daemon_series,
+    rule_series,
+    subscription_series,
+    watch_set_series,
+)
 from monitor.metrics import Metrics
 from monitor.notify.alertmanager import AlertmanagerNotifier
 from monitor.notify.base import Notifier
@@ -188,6 +194,7 @@ class Daemon:
             stack.push_async_callback(_bounded, self.coordinator.stop)
             self._set_budget_share(len(self.coordinator.owned_slots))
         await self._start_server()
+        self._known_series()
         stack.push_async_callback(_bounded, self._checkpoint)
         checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
         stack.callback(checkpointer.cancel)
@@ -474,6 +481,7 @@ class Daemon:
             wake_outbox=self.outbox.wake,
             deny_private=cfg.notifications.deny_private_networks,
             resolver=self._webhook_resolver,
+            on_created=lambda name: subscription_series(self.metrics, name),
         ).add_routes(app)
         WatchSetsApi(registry=self.registry, schemas=schemas).add_routes(app)
         host, port = parse_listen(cfg.server.listen)
@@ -495,6 +503,20 @@ class Daemon:
         addr = runner.addresses[0]
         shown = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
         self.url = f"http://{shown}:{addr[1]}"
+
+    def _known_series(self) -> None:
+        """Zero the labelled counters of everything that exists now (see metric_series)."""
+        m, cfg = self.metrics, self.config
+        apis = ["inventory", *(["partner"] if cfg.partner else [])]
+        apis += [MARKETPLACE_API] if cfg.marketplace else []
+        alertmanager = cfg.notifications.alertmanager is not None
+        daemon_series(m, apis=apis, alertmanager=alertmanager, cluster=self.coordinator is not None)
+        for sub in self.subscriptions.all():
+            subscription_series(m, sub.name)
+        for rule in self.actions.rules():
+            rule_series(m, rule.rule.name)
+        for spec in self.catalog.sets.values():
+            watch_set_series(m, spec.name, spec.track_unknown)
 
     def _log_start(self) -> None:
         catalog = self.catalog
@@ -614,6 +636,8 @@ class Daemon:
         self.live.recount(catalog)
         self.scheduler.publish_static_gauges()
         self.scheduler.reschedule()
+        for spec in catalog.sets.values():
+            watch_set_series(self.metrics, spec.name, spec.track_unknown)
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -709,6 +733,7 @@ class Daemon:
         # them since.
         await self.subscriptions.load(new.notifications.webhooks)
         await self.actions.load(new.actions)
+        self._known_series()
         await self.registry.load()
         self._use_catalog(build_catalog(self.registry.effective()))
 

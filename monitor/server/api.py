@@ -80,7 +80,9 @@ class AdminApi:
         wake_outbox: Callable[[], None],
         deny_private: bool,
         resolver: Any = None,
+        on_created: Callable[[str], None] = lambda name: None,
     ) -> None:
+        self._on_created = on_created
         self._subs = subscriptions
         self._store = store
         self._clock = clock
@@ -179,6 +181,7 @@ class AdminApi:
                 return refused
             if not await self._subs.create(sub):
                 return json_error(409, f"subscription {body.name!r} exists", field="name")
+        self._on_created(sub.name)
         out: dict[str, Any] = sub.public()
         if generated is not None:
             out["secret"] = generated.reveal()
