@@ -248,3 +248,33 @@ async def test_two_replicas_one_winner_and_no_lost_update(
     stored = (await a.store.load_objects(KIND))["shared"]
     ids = {e["id"] for e in stored["events"]}
     assert {"FROM_A", "FROM_B"} <= ids and len(ids) == 3
+
+
+async def test_stored_subscriptions_that_no_longer_validate_are_skipped_at_start(
+    sim, tmp_path, start_daemon, log_stream
+):
+    import sqlite3
+
+    cfg = with_token(make_config(sim.url, tmp_path / "s.db", ""))
+    first = await start_daemon(cfg)
+    await first.stop()
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    old = {"name": "old", "url": "http://8.8.8.8/x", "secrets": [secret],
+           "filter": {"to": ["SOLD_OUT"]}}  # fmt: skip
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.execute(
+        "INSERT INTO objects (kind, name, spec) VALUES ('subscription', 'old', ?)",
+        (orjson.dumps(old).decode(),),
+    )
+    conn.commit()
+    conn.close()
+    d = await start_daemon(cfg)
+    assert d.subscriptions.get("old") is None
+    text = log_stream.getvalue()
+    assert "a stored subscription is left out" in text and secret not in text
+    async with aiohttp.ClientSession() as s:
+        body = {"name": "old", "url": "http://8.8.8.8/y"}
+        status, data = await call(s, "POST", d.url + "/v1/subscriptions", body)
+        assert status == 409 and "delete it first" in data["error"]
+        assert (await call(s, "DELETE", d.url + "/v1/subscriptions/old"))[0] == 204
+        assert (await call(s, "POST", d.url + "/v1/subscriptions", body))[0] == 201

@@ -120,6 +120,9 @@ class AdminApi:
             return json_error(404, f"no subscription {name!r}")
         return sub
 
+    def _refused_at_load(self, request: web.Request) -> bool:
+        return request.match_info["name"] in self._subs.refused
+
     def _owned(self, request: web.Request) -> Subscription | web.Response:
         sub = self._subscription(request)
         if isinstance(sub, Subscription) and sub.origin == "config":
@@ -190,6 +193,12 @@ class AdminApi:
     def _refuse_create(self, name: str) -> web.Response | None:
         if self._subs.get(name) is not None:
             return json_error(409, f"subscription {name!r} exists", field="name")
+        if name in self._subs.refused:
+            return json_error(
+                409,
+                f"a stored subscription {name!r} no longer validates; delete it first",
+                field="name",
+            )
         if sum(1 for s in self._subs.all() if s.origin == "api") >= MAX_API_SUBSCRIPTIONS:
             return json_error(
                 409, f"at most {MAX_API_SUBSCRIPTIONS} subscriptions can be made through the API"
@@ -218,8 +227,15 @@ class AdminApi:
         return web.json_response(new.public())
 
     async def delete_subscription(self, request: web.Request) -> web.Response:
-        """Delete an API subscription with its pending deliveries."""
+        """Delete an API subscription with its pending deliveries (or a stored one that no
+        longer validates)."""
         async with self._lock:
+            if (
+                self._refused_at_load(request)
+                and self._subs.get(request.match_info["name"]) is None
+            ):
+                await self._subs.delete(request.match_info["name"])
+                return web.Response(status=204)
             sub = self._owned(request)
             if isinstance(sub, web.Response):
                 return sub
