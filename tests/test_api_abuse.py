@@ -127,3 +127,13 @@ async def test_path_traversal_gets_nothing(daemon, path):
     status, answer = await raw_request(daemon.url, request_bytes("GET", path, headers=AUTH))
     assert status in (400, 404), (path, status)
     assert b"availability_monitor_" not in answer and b"openapi:" not in answer
+
+
+def test_bearer_compare_hashes_both_sides():
+    from monitor.server.app import bearer_matches
+
+    token = Secret(TOKEN)
+    assert bearer_matches(f"Bearer {TOKEN}", token)
+    for given in ("", "Bearer", f"Bearer {TOKEN} ", f"bearer {TOKEN}", f"Bearer {TOKEN[:-1]}",
+                  "Bearer \udcff", "Bearer \ud800", "x" * 100_000):  # fmt: skip
+        assert not bearer_matches(given, token)

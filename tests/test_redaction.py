@@ -125,3 +125,52 @@ async def test_many_rejected_big_secrets_leave_nothing_behind(sim, tmp_path, sta
                 assert r.status == 400
                 assert secret not in await r.text()
     assert PROCESS_SECRETS.values() == before
+
+
+async def test_no_secret_in_any_log_metric_or_v1_answer(sim, tmp_path, start_daemon, log_stream):
+    from monitor.notify.signing import new_secret
+    from tests.conftest import API_KEY
+
+    hook, rotated_a, rotated_b = (new_secret().reveal() for _ in range(3))
+    market = "mkt-t0ken-n0where-to-be-seen"
+    body = (
+        "watch_sets:\n  - {name: main, events: [SEC1, SEC2]}\n"
+        f"notifications:\n  webhooks: [{{name: ops, url: 'http://127.0.0.1:9/x', secret: '{hook}'}}]\n"
+        f"marketplace: {{base_url: 'http://127.0.0.1:9', api_token: {market}}}\n"
+        "actions:\n  - {name: hold, listings: {SEC1: [1]}, update: {price: '1.00'}}\n"
+    )
+    cfg = make_config(sim.url, tmp_path / "s.db", body)
+    server = cfg.server.model_copy(update={"admin_token": Secret(TOKEN)})
+    d = await start_daemon(cfg.model_copy(update={"server": server}))
+    secrets = [API_KEY, TOKEN, hook, rotated_a, rotated_b, market]
+    answers: list[str] = []
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        made = {"name": "desk", "url": "http://8.8.8.8/x", "secrets": [rotated_a, rotated_b]}
+        async with s.post(d.url + "/v1/subscriptions", json=made) as r:
+            assert r.status == 201
+            answers.append(await r.text())
+        async with s.post(
+            d.url + "/v1/subscriptions", json={"name": "gen", "url": "http://8.8.8.8/y"}
+        ) as r:
+            generated = (await r.json())["secret"]  # shown once, here, by design
+        refused = {"name": "bad", "url": "http://8.8.8.8/x", "secrets": [rotated_a, "nope"]}
+        async with s.post(d.url + "/v1/subscriptions", json=refused) as r:
+            assert r.status == 400
+            answers.append(await r.text())
+        await d.scheduler.run_once()
+        sim.world.set_status("SEC1", status="FEW_TICKETS_LEFT")
+        await d.scheduler.run_once()
+        for path in (
+            "/metrics", "/healthz", "/readyz", "/v1/subscriptions", "/v1/subscriptions/desk",
+            "/v1/subscriptions/gen", "/v1/subscriptions/ops/dead-letters", "/v1/watch-sets",
+            "/v1/watch-sets/main", "/v1/actions", "/v1/events/SEC1", "/v1/transitions",
+        ):  # fmt: skip
+            async with s.get(d.url + path) as r:
+                assert r.status == 200, path
+                answers.append(await r.text())
+    await d.stop()
+    logs = log_stream.getvalue()
+    for value in [*secrets, generated]:
+        for text in [*answers, logs]:
+            assert value not in text
