@@ -118,10 +118,13 @@ class WatchSetRegistry:
 
     # -- changes ---------------------------------------------------------------------------
 
-    async def create(self, ws: WatchSet) -> None:
-        """Create an API watch set (409 when the name is taken, here or by another replica)."""
+    async def create(self, ws: WatchSet, max_sets: int) -> None:
+        """Create an API watch set (409 when the name is taken, here or by another replica, or
+        when `max_sets` watch sets exist, the config file's included)."""
         async with self._lock:
             self._check_name_free(ws.name)
+            if len(self.listing()) >= max_sets:
+                raise ChangeRefused(409, f"at most {max_sets} watch sets can exist")
             spec = spec_of(ws)
             undo = self._apply({**self._sets, ws.name: ws}, ws.name)
             try:

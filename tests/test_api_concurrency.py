@@ -278,3 +278,26 @@ async def test_stored_subscriptions_that_no_longer_validate_are_skipped_at_start
         assert status == 409 and "delete it first" in data["error"]
         assert (await call(s, "DELETE", d.url + "/v1/subscriptions/old"))[0] == 204
         assert (await call(s, "POST", d.url + "/v1/subscriptions", body))[0] == 201
+
+
+async def test_limits_on_objects_hold_under_concurrency(daemon, monkeypatch):
+    import monitor.server.api
+    import monitor.server.watch_sets_api
+
+    monkeypatch.setattr(monitor.server.watch_sets_api, "MAX_WATCH_SETS", 3)
+    monkeypatch.setattr(monitor.server.api, "MAX_API_SUBSCRIPTIONS", 2)
+    async with aiohttp.ClientSession() as s:
+        sets = await asyncio.gather(
+            *(call(s, "POST", daemon.url + "/v1/watch-sets", {"name": f"s{i}"}) for i in range(10))
+        )
+        subs = await asyncio.gather(
+            *(
+                call(s, "POST", daemon.url + "/v1/subscriptions",
+                     {"name": f"h{i}", "url": "http://8.8.8.8/x"})
+                for i in range(10)
+            )
+        )  # fmt: skip
+    assert sorted(status for status, _ in sets) == [201] * 2 + [409] * 8  # "main" is the third
+    assert len(daemon.registry.listing()) == 3
+    assert sorted(status for status, _ in subs) == [201] * 2 + [409] * 8
+    assert all("at most" in data["error"] for status, data in subs if status == 409)

@@ -425,3 +425,54 @@ def normalise_request(doc: dict[str, Any], path: str) -> str:
         if re.fullmatch(pattern, path):
             return template
     raise AssertionError(f"no documented path for {path}")
+
+
+def test_time_zones_of_the_document_all_load(doc):
+    from zoneinfo import ZoneInfo
+
+    zones = doc["components"]["schemas"]["TimeZone"]["enum"]
+    assert len(zones) > 500 and "Europe/Berlin" in zones and "Asia/Kolkata" in zones
+    for name in zones:
+        assert isinstance(name, str)
+        ZoneInfo(name)  # every name the document allows, the daemon knows
+
+
+def test_the_documents_limits_are_the_servers(doc):
+    from monitor.server import limits
+
+    s = doc["components"]["schemas"]
+    assert s["WebhookUrl"]["maxLength"] == limits.MAX_URL_LENGTH
+    assert s["SubscriptionIn"]["properties"]["secrets"]["maxItems"] == limits.MAX_SECRETS
+    assert s["DeliveryIds"]["maxItems"] == limits.MAX_REPLAY_IDS
+    assert s["EventsIn"]["properties"]["events"]["maxItems"] == limits.MAX_SET_EVENTS
+    assert s["EventIdsIn"]["properties"]["events"]["maxItems"] == limits.MAX_SET_EVENTS
+    assert s["Interval"]["maximum"] == 2_592_000 and s["Interval"]["minimum"] == 1
+    priority = s["WatchSetIn"]["properties"]["priority"]
+    assert (priority["minimum"], priority["maximum"]) == (-1000, 1000)
+    for key in ("watch_sets", "event_ids", "fields", "from", "to"):
+        assert s["Filter"]["properties"][key]["maxItems"] == 1000
+    page = doc["paths"]["/v1/watch-sets/{name}"]["get"]["parameters"]
+    assert {p["name"]: p["schema"]["maximum"] for p in page}["limit"] == limits.MAX_PAGE
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "valid"),
+    [
+        ("WebhookUrl", "https://hooks.example.com:8443/in?x=1", True),
+        ("WebhookUrl", "http://10.1.2.3/x", True),
+        ("WebhookUrl", "http://0/", False),
+        ("WebhookUrl", "http://user:pw@example.com/", False),
+        ("WebhookUrl", "ftp://example.com/", False),
+        ("WebhookUrl", "http://[::1]/", False),
+        ("WebhookUrl", "http://example.com:70000/", False),
+        ("WebhookUrl", "http://example.com/" + "a" * 2100, False),
+        ("WebhookSecret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", True),
+        ("WebhookSecret", "whsec_MfKQ9r8GKYqrTwjU", False),
+        ("WebhookSecret", "level", False),
+        ("Name", "a" * 64, True),
+        ("Name", "a" * 65, False),
+        ("EventIdString", "x*", False),
+    ],
+)
+def test_value_forms_of_the_document(doc, name, value, valid):
+    assert (schema_validator(doc, name).is_valid(value)) is valid

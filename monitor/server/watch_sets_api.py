@@ -89,10 +89,8 @@ class WatchSetsApi:
         ws = as_model(WatchSet, data)
         if isinstance(ws, web.Response):
             return ws
-        if len(self._registry.listing()) >= MAX_WATCH_SETS:
-            return json_error(409, f"at most {MAX_WATCH_SETS} watch sets can exist")
         try:
-            await self._registry.create(ws)
+            await self._registry.create(ws, MAX_WATCH_SETS)
         except ChangeRefused as exc:
             return refused(exc)
         return web.json_response(_summary(ws, "api"), status=201)
