@@ -15,9 +15,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}".encode()}
 
 @pytest.fixture
 async def daemon(sim, tmp_path, start_daemon):
-    cfg = make_config(
-        sim.url, tmp_path / "s.db", "watch_sets:\n  - {name: main, events: [ABUSE1]}\n"
+    body = (
+        "watch_sets:\n  - {name: main, events: [ABUSE1]}\n"
+        "notifications:\n  webhooks: [{name: x, url: 'http://127.0.0.1:9/x',"
+        " secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}]\n"
     )
+    cfg = make_config(sim.url, tmp_path / "s.db", body)
     server = cfg.server.model_copy(update={"admin_token": Secret(TOKEN)})
     return await start_daemon(cfg.model_copy(update={"server": server}))
 
@@ -137,3 +140,34 @@ def test_bearer_compare_hashes_both_sides():
     for given in ("", "Bearer", f"Bearer {TOKEN} ", f"bearer {TOKEN}", f"Bearer {TOKEN[:-1]}",
                   "Bearer \udcff", "Bearer \ud800", "x" * 100_000):  # fmt: skip
         assert not bearer_matches(given, token)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "words"),
+    [
+        ("/v1/subscriptions", [], "", "must be an object"),
+        ("/v1/subscriptions", {"name": "a", "url": "http://8.8.8.8/", "secret": "s3cret-x",
+                               "secrets": ["s3cret-y"]}, "secret", "whsec_"),
+        ("/v1/subscriptions", {"name": "a", "url": "ftp://x/"}, "url", "http(s) URL"),
+        ("/v1/subscriptions", {"name": "a", "url": "http://8.8.8.8/", "max_in_flight": 65},
+         "max_in_flight", "<= 64"),
+        ("/v1/watch-sets", {"name": "w", "events": [{"id": "E1", "tz": "UTC"}]},
+         "events[0].tz", "unknown key"),
+        ("/v1/watch-sets", {"name": "w", "events": [5]}, "events[0]", "event ID"),
+        ("/v1/watch-sets", {"name": "w", "events": [{"id": "E1", "time_zone": "Mars/Base"}]},
+         "events[0].time_zone", "IANA time zone"),
+        ("/v1/watch-sets", {"name": "w", "priority": False}, "priority", "an integer"),
+        ("/v1/watch-sets", {"name": "W"}, "name", "must match"),
+        ("/v1/subscriptions/x/dead-letters/replay", {}, "", "say which"),
+        ("/v1/subscriptions/x/dead-letters/replay", {"idz": ["a"]}, "idz", "unknown key"),
+        ("/v1/subscriptions/x/dead-letters/replay", {"all": True, "ids": ["a"]}, "", "alone"),
+        ("/v1/subscriptions/x/dead-letters/replay", {"ids": []}, "ids", "at least 1"),
+    ],
+)  # fmt: skip
+async def test_each_problem_names_its_key_and_says_what_is_wanted(daemon, path, body, field, words):
+    status, answer = await raw_request(
+        daemon.url, request_bytes("POST", path, headers=AUTH, body=orjson.dumps(body))
+    )
+    data = json_of(answer)
+    assert status == 400, data
+    assert data["field"] == field and words in data["error"], data

@@ -21,6 +21,10 @@ from monitor.config.errors import join_path
 MAX_PROBLEMS = 20
 #: An enum longer than this is not spelt out in a message.
 MAX_LISTED = 10
+#: Problems whose generic message says little: the schema's own `x-error` says it better.
+_CUSTOMISED = frozenset(
+    {"Not", "OneOfNotValid", "AnyOf", "Pattern", "Enum", "MinProperties", "MaxProperties"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +97,20 @@ class RequestSchemas:
             for key in kind.unexpected:
                 yield Problem(join_path([*path, key]), f"unknown key{hint}")
             return
-        custom = self._schema_at(error.schema_path[:-1]).get("x-error")
+        custom = self._custom(error.schema_path) if name in _CUSTOMISED else None
         yield Problem(join_path(path), custom or _message(name, kind))
+
+    def _custom(self, schema_path: Sequence[Any]) -> str | None:
+        """The `x-error` of the schema whose keyword failed, looking through allOf/anyOf/oneOf
+        to the schema that holds them."""
+        parts = list(schema_path[:-1])
+        while True:
+            found = self._schema_at(parts).get("x-error")
+            if found is not None or len(parts) < 2:
+                return found if isinstance(found, str) else None
+            if parts[-2] not in ("allOf", "anyOf", "oneOf") or not isinstance(parts[-1], int):
+                return None
+            parts = parts[:-2]
 
     def _schema_at(self, schema_path: Sequence[Any]) -> Mapping[str, Any]:
         node: Any = self._doc
