@@ -114,7 +114,8 @@ class Daemon:
         self.config = config
         # The log redactor searches for the running config's secrets, and for nothing else.
         self.secret_values = secret_values or PROCESS_SECRETS
-        self.secret_values.set(f"daemon-{id(self)}", secrets_in(config))
+        self._secrets_owner = f"daemon-{id(self)}"
+        self.secret_values.set(self._secrets_owner, secrets_in(config))
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.metrics = Metrics(registry)
@@ -555,7 +556,7 @@ class Daemon:
         self._stop.set()
         self.systemd.stopping("stopping: finishing requests in flight")
         await self._stack.aclose()
-        self.secret_values.drop(f"daemon-{id(self)}")
+        self.secret_values.drop(self._secrets_owner)
 
     # -- systemd ---------------------------------------------------------------------------
 
@@ -689,7 +690,7 @@ class Daemon:
                 "actions": new.actions,
             }
         )
-        self.secret_values.set(f"daemon-{id(self)}", secrets_in(self.config))
+        self.secret_values.set(self._secrets_owner, secrets_in(self.config))
         if new.marketplace != self.config.marketplace:
             log.warning("the marketplace section changes only on restart; rules are reloaded")
         self._use_catalog(build_catalog(self.registry.effective()))
