@@ -10,7 +10,6 @@ from contextlib import AsyncExitStack
 from typing import cast
 
 import aiohttp
-from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from prometheus_client import CollectorRegistry
 
@@ -19,12 +18,18 @@ from monitor.actions.rules import ActionRules
 from monitor.allocator import release_free_memory
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.coordinator import Coordinator, LeaseStore
-from monitor.config import Config, ConfigError, ConfigIssue, load_config
+from monitor.config import Config, ConfigError, load_config
 from monitor.config.catalog import Catalog, build_catalog
 from monitor.config.event_files import ListedEvents
 from monitor.config.models import WatchSet, parse_listen
 from monitor.eventinfo import EventInfo
 from monitor.logs import get_logger
+from monitor.metric_series import (
+    daemon_series,
+    rule_series,
+    subscription_series,
+    watch_set_series,
+)
 from monitor.metrics import Metrics
 from monitor.notify.alertmanager import AlertmanagerNotifier
 from monitor.notify.base import Notifier
@@ -37,10 +42,15 @@ from monitor.poller.live import LiveState
 from monitor.poller.processor import Processor
 from monitor.poller.scheduler import MaintenanceView, PollScheduler
 from monitor.poller.unknown import LongUnknownCollector, UnknownSince
+from monitor.registry import WatchSetRegistry
 from monitor.sdnotify import SdNotifier
+from monitor.secrets import PROCESS_SECRETS, SecretValues, secrets_in
 from monitor.server.actions_api import ActionsApi
 from monitor.server.api import AdminApi, read_only_without_token
 from monitor.server.app import ApiServer
+from monitor.server.listener import ServerLimits, start_listener
+from monitor.server.schema import RequestSchemas, load_document
+from monitor.server.watch_sets_api import WatchSetsApi
 from monitor.store.base import Store
 from monitor.store.sqlite import SQLiteStore
 from monitor.upstream.inventory import InventoryClient
@@ -54,7 +64,6 @@ log = get_logger("monitor.app")
 SHUTDOWN_SECONDS = 8.0
 STEP_SECONDS = 7.0
 CHECKPOINT_SECONDS = 300.0
-WATCH_SET_KIND = "watch_set"
 
 
 def make_store(config: Config, clock: Clock | None = None) -> Store:
@@ -107,19 +116,31 @@ class Daemon:
         notifiers: Sequence[Notifier] = (),
         webhook_resolver: AbstractResolver | None = None,
         systemd: SdNotifier | None = None,
+        secret_values: SecretValues | None = None,
+        server_limits: ServerLimits | None = None,
     ) -> None:
+        self.server_limits = server_limits or ServerLimits()
         self.systemd = systemd or SdNotifier()
         self.config = config
+        # The log redactor searches for the running config's secrets, and for nothing else.
+        self.secret_values = secret_values or PROCESS_SECRETS
+        self._secrets_owner = f"daemon-{id(self)}"
+        self.secret_values.set(self._secrets_owner, secrets_in(config))
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.metrics = Metrics(registry)
         self.health = Health(self.metrics)
-        self.api_sets: dict[str, WatchSet] = {}
         self.catalog: Catalog = build_catalog(config)
         self.live = LiveState()
         self.store: Store = store or make_store(config, self.clock)
         self.health.store = self.store.health.state
         watch_store(self.store, self.metrics)
+        self.registry = WatchSetRegistry(
+            store=self.store,
+            config=lambda: self.config,
+            use_catalog=self._use_catalog,
+            catalog=self._current_catalog,
+        )
         self.subscriptions = Subscriptions(self.store)
         self._extra_notifiers = list(notifiers)
         self._webhook_resolver = webhook_resolver
@@ -152,11 +173,8 @@ class Daemon:
         stack = self._stack
         await self.store.open()
         stack.push_async_callback(self.store.close)
-        self.api_sets = {
-            name: WatchSet.model_validate(spec)
-            for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
-        }
-        effective = self._effective_config()
+        await self.registry.load()
+        effective = self.registry.effective()
         if effective is not cfg:  # API-made sets add events: the catalog from __init__ lacks them
             self.catalog = build_catalog(effective)
         # After the catalog: the states take its ID strings (see LiveState.load_all).
@@ -189,6 +207,7 @@ class Daemon:
             stack.push_async_callback(_bounded, self.coordinator.stop)
             self._set_budget_share(len(self.coordinator.owned_slots))
         await self._start_server()
+        self._known_series()
         stack.push_async_callback(_bounded, self._checkpoint)
         checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
         stack.callback(checkpointer.cancel)
@@ -469,31 +488,64 @@ class Daemon:
             unknown_since=self.unknown.since,
             details=self.eventinfo.details,
             retired=self.eventinfo.retired,
+            max_body_bytes=self.server_limits.body_bytes,
+            body_seconds=self.server_limits.body_seconds,
         )
         app = self.app = self.server.app()
         if cfg.server.admin_token is None:
             app.middlewares.append(read_only_without_token)
+        schemas = RequestSchemas(load_document())
         ActionsApi(
-            rules=self.actions, store=self.store, clock=self.clock, wake_outbox=self.outbox.wake
+            rules=self.actions,
+            store=self.store,
+            clock=self.clock,
+            schemas=schemas,
+            wake_outbox=self.outbox.wake,
         ).add_routes(app)
         AdminApi(
             subscriptions=self.subscriptions,
             store=self.store,
-            host=self,
             clock=self.clock,
+            schemas=schemas,
             wake_outbox=self.outbox.wake,
             deny_private=cfg.notifications.deny_private_networks,
             resolver=self._webhook_resolver,
+            on_created=lambda name: subscription_series(self.metrics, name),
         ).add_routes(app)
+        WatchSetsApi(registry=self.registry, schemas=schemas).add_routes(app)
         host, port = parse_listen(cfg.server.listen)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
+        bad = self.metrics.http_bad_requests_total
+        runner = await start_listener(
+            app,
+            host,
+            port,
+            limits=self.server_limits,
+            clock=self.clock,
+            on_malformed=lambda kind: bad.labels(kind).inc(),
+            on_refused=self.metrics.http_connections_refused_total.inc,
+        )
         self._stack.push_async_callback(_bounded, runner.cleanup)
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        server = runner.server
+        self.metrics.http_connections_open.set_function(
+            lambda: len(server.connections) if server is not None else 0
+        )
         addr = runner.addresses[0]
         shown = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
         self.url = f"http://{shown}:{addr[1]}"
+
+    def _known_series(self) -> None:
+        """Zero the labelled counters of everything that exists now (see metric_series)."""
+        m, cfg = self.metrics, self.config
+        apis = ["inventory", *(["partner"] if cfg.partner else [])]
+        apis += [MARKETPLACE_API] if cfg.marketplace else []
+        alertmanager = cfg.notifications.alertmanager is not None
+        daemon_series(m, apis=apis, alertmanager=alertmanager, cluster=self.coordinator is not None)
+        for sub in self.subscriptions.all():
+            subscription_series(m, sub.name)
+        for rule in self.actions.rules():
+            rule_series(m, rule.rule.name)
+        for spec in self.catalog.sets.values():
+            watch_set_series(m, spec.name, spec.track_unknown)
 
     def _log_start(self) -> None:
         catalog = self.catalog
@@ -532,6 +584,7 @@ class Daemon:
         self._stop.set()
         self.systemd.stopping("stopping: finishing requests in flight")
         await self._stack.aclose()
+        self.secret_values.drop(self._secrets_owner)
 
     # -- systemd ---------------------------------------------------------------------------
 
@@ -598,43 +651,9 @@ class Daemon:
 
     # -- watch sets: config plus API -------------------------------------------------------
 
-    def _effective_config(self, config: Config | None = None) -> Config:
-        cfg = config or self.config
-        names = {ws.name for ws in cfg.watch_sets}
-        extra = [ws for name, ws in sorted(self.api_sets.items()) if name not in names]
-        if not extra:
-            return cfg
-        return cfg.model_copy(update={"watch_sets": [*cfg.watch_sets, *extra]})
-
     def watch_sets(self) -> list[tuple[WatchSet, str]]:
         """Every watch set with its origin (the runtime API lists these)."""
-        names = {ws.name for ws in self.config.watch_sets}
-        out = [(ws, "config") for ws in self.config.watch_sets]
-        out += [(ws, "api") for n, ws in sorted(self.api_sets.items()) if n not in names]
-        return out
-
-    async def put_watch_set(self, watch_set: WatchSet) -> list[str]:
-        """Create or replace an API watch set; problems come back as messages."""
-        trial = dict(self.api_sets)
-        trial[watch_set.name] = watch_set
-        saved, self.api_sets = self.api_sets, trial
-        issues: list[ConfigIssue] = []
-        catalog = build_catalog(self._effective_config(), issues)
-        self.api_sets = saved
-        if issues:
-            return [str(i) for i in issues]
-        await self.store.save_object(
-            WATCH_SET_KIND, watch_set.name, watch_set.model_dump(mode="json", exclude_none=True)
-        )
-        self.api_sets = trial
-        self._use_catalog(catalog)
-        return []
-
-    async def delete_watch_set(self, name: str) -> None:
-        """Delete an API watch set."""
-        await self.store.delete_object(WATCH_SET_KIND, name)
-        self.api_sets.pop(name, None)
-        self._use_catalog(build_catalog(self._effective_config()))
+        return self.registry.listing()
 
     def _use_catalog(self, catalog: Catalog) -> None:
         stretched_before = self.catalog.plan.stretched if self.catalog.plan else ()
@@ -647,6 +666,8 @@ class Daemon:
         self.scheduler.publish_static_gauges()
         self.metrics.keep_only("watch_set", catalog.sets)
         self.scheduler.reschedule()
+        for spec in catalog.sets.values():
+            watch_set_series(self.metrics, spec.name, spec.track_unknown)
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -698,9 +719,10 @@ class Daemon:
                 "actions": new.actions,
             }
         )
+        self.secret_values.set(self._secrets_owner, secrets_in(self.config))
         if new.marketplace != self.config.marketplace:
             log.warning("the marketplace section changes only on restart; rules are reloaded")
-        self._use_catalog(build_catalog(self._effective_config()))
+        self._use_catalog(build_catalog(self.registry.effective()))
         watched = self.catalog.profiles
         if files_changed:
             self.live.adopt_keys(watched)  # the file's IDs were read anew: one string each
@@ -741,11 +763,9 @@ class Daemon:
         # them since.
         await self.subscriptions.load(new.notifications.webhooks)
         await self.actions.load(new.actions)
-        self.api_sets = {
-            name: WatchSet.model_validate(spec)
-            for name, spec in (await self.store.load_objects(WATCH_SET_KIND)).items()
-        }
-        self._use_catalog(build_catalog(self._effective_config()))
+        self._known_series()
+        await self.registry.load()
+        self._use_catalog(build_catalog(self.registry.effective()))
 
     async def run_forever(self, *, install_signals: bool = True) -> None:
         """Start, then run until SIGTERM/SIGINT; SIGHUP reloads the config."""

@@ -16,22 +16,41 @@ import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from monitor.secrets import known_secrets
+from monitor.secrets import PROCESS_SECRETS, SecretValues
 
-_QUERY_SECRET_RE = re.compile(
-    r"(?i)\b(apikey|api_key|client_secret|access_token|admin_token|token|secret)"
+#: A value at a secret key: `apikey=...`, `"secret": "..."`, `admin_token: ...`.
+_KEYED_SECRET_RE = re.compile(
+    r"(?i)(?<![A-Za-z0-9])"
+    r"(apikey|api_key|api_token|client_secret|access_token|admin_token|token|secret|password)"
     r"(=|%3D|\"?\s*:\s*\"?)([^&\s'\",}]+)"
+)
+#: Values masked by their form wherever they are: bearer tokens, Standard Webhooks secrets,
+#: and the password of a URL (a DSN).
+_FORM_SECRET_RE = re.compile(
+    r"(?P<bearer>\bBearer\s+)[^\s'\",}]+"
+    r"|whsec_[A-Za-z0-9+/=]+"
+    r"|(?P<userinfo>://[^:/@\s'\"]*:)[^@/\s'\"]+(?=@)"
 )
 MASK = "**********"
 
 
-def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    """Mask `apikey=...`-style parameters and every known secret value in `text`."""
-    text = _QUERY_SECRET_RE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
-    for value in sorted(secrets if secrets is not None else known_secrets(), key=len, reverse=True):
-        if value in text:
+def _form(m: re.Match[str]) -> str:
+    return (m["bearer"] or m["userinfo"] or "") + MASK
+
+
+def redact(text: str, secrets: Iterable[str] = (), *, values: SecretValues | None = None) -> str:
+    """Mask values at secret keys, secrets recognised by their form, and known secret values.
+
+    Known values are those registered in `values` (by default the process's: what the running
+    config holds) plus `secrets`, the values the caller itself holds.
+    """
+    text = _KEYED_SECRET_RE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+    text = _FORM_SECRET_RE.sub(_form, text)
+    for value in sorted(secrets, key=len, reverse=True):
+        if value and value in text:
             text = text.replace(value, MASK)
-    return text
+    pattern = (values or PROCESS_SECRETS).pattern()
+    return pattern.sub(MASK, text) if pattern is not None else text
 
 
 class RedactingRenderer:

@@ -294,6 +294,21 @@ class Metrics:
             "Alerts this daemon keeps firing on Alertmanager.",
             registry=r,
         )
+        self.http_connections_open = Gauge(
+            p + "http_connections_open", "Connections open to the HTTP server.", registry=r
+        )
+        self.http_connections_refused_total = Counter(
+            p + "http_connections_refused_total",
+            "Connections answered 503 and closed because the connection cap was reached.",
+            registry=r,
+        )
+        self.http_bad_requests_total = Counter(
+            p + "http_bad_requests_total",
+            "Requests the HTTP server could not handle, by kind (malformed: not parseable or "
+            "over a size limit; error: failed in the server).",
+            ["kind"],
+            registry=r,
+        )
 
     def store_write(self, failure_kind: str | None, ok: bool) -> None:
         """The state store's writes: one failed (of `failure_kind`) or they go in again."""

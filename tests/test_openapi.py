@@ -204,19 +204,16 @@ def test_transition_and_webhook_payloads(doc):
 def test_request_bodies_document_the_pydantic_models(doc):
     """Every field of the API's body models is documented (and nothing the models reject)."""
     from monitor.config.models import EventEntry, Filter, WatchSet
-    from monitor.server.api import (
-        EventIdsIn,
-        EventsIn,
-        ReplayIn,
-        SubscriptionIn,
-        SubscriptionPatch,
-    )
+    from monitor.server.actions_api import ActionReplayIn
+    from monitor.server.api import ReplayIn, SubscriptionIn, SubscriptionPatch
+    from monitor.server.watch_sets_api import EventIdsIn, EventsIn
 
     schemas = doc["components"]["schemas"]
     pairs = {
         "SubscriptionIn": SubscriptionIn,
         "SubscriptionPatch": SubscriptionPatch,
         "ReplayIn": ReplayIn,
+        "ActionReplayIn": ActionReplayIn,
         "EventsIn": EventsIn,
         "EventIdsIn": EventIdsIn,
         "EventEntryObject": EventEntry,
@@ -379,8 +376,18 @@ LIVE_CALLS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", "/v1/watch-sets/w/events", {"events": ["E3"]}, 200, None),
     ("DELETE", "/v1/watch-sets/w/events", {"events": ["E1"]}, 200, None),
     ("POST", "/v1/watch-sets", {"name": "w"}, 409, "Error"),
-    ("POST", "/v1/watch-sets", {"name": "v", "events": [{"id": "E9", "venue": "nope"}]}, 400,
+    ("POST", "/v1/watch-sets", {"name": "v", "events": [{"id": "E9", "venue": "nope"}]}, 409,
      "Error"),
+    ("POST", "/v1/watch-sets", {"name": "v", "priority": False}, 400, "Error"),
+    ("POST", "/v1/watch-sets", {"name": "v", "interval_seconds": 5e16}, 400, "Error"),
+    ("POST", "/v1/watch-sets/w/events", {"events": [0]}, 400, "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {"ids": [], "since": None}, 400,
+     "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {"idz": ["x"]}, 400, "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {}, 400, "Error"),
+    ("POST", "/v1/subscriptions/a/dead-letters/replay", {"all": True}, 200, None),
+    ("POST", "/v1/subscriptions", {"name": "f", "url": "http://8.8.8.8/x",
+                                    "filter": {"event_ids": ["x*"]}}, 400, "Error"),
     ("DELETE", "/v1/watch-sets/w", None, 204, None),
     ("DELETE", "/v1/subscriptions/a", None, 204, None),
     ("GET", "/v1/subscriptions/a", None, 404, "Error"),
@@ -418,3 +425,54 @@ def normalise_request(doc: dict[str, Any], path: str) -> str:
         if re.fullmatch(pattern, path):
             return template
     raise AssertionError(f"no documented path for {path}")
+
+
+def test_time_zones_of_the_document_all_load(doc):
+    from zoneinfo import ZoneInfo
+
+    zones = doc["components"]["schemas"]["TimeZone"]["enum"]
+    assert len(zones) > 500 and "Europe/Berlin" in zones and "Asia/Kolkata" in zones
+    for name in zones:
+        assert isinstance(name, str)
+        ZoneInfo(name)  # every name the document allows, the daemon knows
+
+
+def test_the_documents_limits_are_the_servers(doc):
+    from monitor.server import limits
+
+    s = doc["components"]["schemas"]
+    assert s["WebhookUrl"]["maxLength"] == limits.MAX_URL_LENGTH
+    assert s["SubscriptionIn"]["properties"]["secrets"]["maxItems"] == limits.MAX_SECRETS
+    assert s["DeliveryIds"]["maxItems"] == limits.MAX_REPLAY_IDS
+    assert s["EventsIn"]["properties"]["events"]["maxItems"] == limits.MAX_SET_EVENTS
+    assert s["EventIdsIn"]["properties"]["events"]["maxItems"] == limits.MAX_SET_EVENTS
+    assert s["Interval"]["maximum"] == 2_592_000 and s["Interval"]["minimum"] == 1
+    priority = s["WatchSetIn"]["properties"]["priority"]
+    assert (priority["minimum"], priority["maximum"]) == (-1000, 1000)
+    for key in ("watch_sets", "event_ids", "fields", "from", "to"):
+        assert s["Filter"]["properties"][key]["maxItems"] == 1000
+    page = doc["paths"]["/v1/watch-sets/{name}"]["get"]["parameters"]
+    assert {p["name"]: p["schema"]["maximum"] for p in page}["limit"] == limits.MAX_PAGE
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "valid"),
+    [
+        ("WebhookUrl", "https://hooks.example.com:8443/in?x=1", True),
+        ("WebhookUrl", "http://10.1.2.3/x", True),
+        ("WebhookUrl", "http://0/", False),
+        ("WebhookUrl", "http://user:pw@example.com/", False),
+        ("WebhookUrl", "ftp://example.com/", False),
+        ("WebhookUrl", "http://[::1]/", False),
+        ("WebhookUrl", "http://example.com:70000/", False),
+        ("WebhookUrl", "http://example.com/" + "a" * 2100, False),
+        ("WebhookSecret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", True),
+        ("WebhookSecret", "whsec_MfKQ9r8GKYqrTwjU", False),
+        ("WebhookSecret", "level", False),
+        ("Name", "a" * 64, True),
+        ("Name", "a" * 65, False),
+        ("EventIdString", "x*", False),
+    ],
+)
+def test_value_forms_of_the_document(doc, name, value, valid):
+    assert (schema_validator(doc, name).is_valid(value)) is valid

@@ -11,10 +11,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from monitor.config.models import Filter, Webhook
 from monitor.core.filters import TransitionFilter, TransitionLike
+from monitor.logs import get_logger
 from monitor.secrets import Secret
 from monitor.store.base import Store
+
+log = get_logger("monitor.subscriptions")
 
 KIND = "subscription"
 STATE_KIND = "subscription_state"
@@ -107,13 +112,26 @@ class Subscriptions:
         self._config: dict[str, Subscription] = {}
         self._api: dict[str, Subscription] = {}
         self._matchers: dict[str, TransitionFilter] = {}
+        self.refused: dict[str, str] = {}  # stored, but no longer valid: name -> why
 
     async def load(self, webhooks: Iterable[Webhook]) -> None:
-        """Read API-created subscriptions and disabled flags from the store."""
-        self._api = {
-            name: Subscription.from_spec(spec)
-            for name, spec in (await self._store.load_objects(KIND)).items()
-        }
+        """Read API-created subscriptions and disabled flags from the store; one stored by an
+        older version that no longer validates is reported and left out (never a crash)."""
+        api: dict[str, Subscription] = {}
+        refused: dict[str, str] = {}
+        for name, spec in (await self._store.load_objects(KIND)).items():
+            try:
+                api[name] = Subscription.from_spec(spec)
+            except (ValidationError, KeyError, TypeError, ValueError) as exc:
+                refused[name] = type(exc).__name__
+                if name not in self.refused:
+                    log.error(
+                        "a stored subscription is left out: it does not validate any more; "
+                        "delete it with DELETE /v1/subscriptions/NAME and create it again",
+                        subscription=name,
+                        problem=_problem(exc),
+                    )
+        self._api, self.refused = api, refused
         await self.set_config(webhooks)
 
     async def set_config(self, webhooks: Iterable[Webhook]) -> None:
@@ -159,8 +177,22 @@ class Subscriptions:
         self._api[sub.name] = replace(sub, origin="api")
         self._rebuild()
 
+    async def create(self, sub: Subscription) -> bool:
+        """Create an API subscription unless the store holds one of its name (made by another
+        replica, say); False then, and nothing changed."""
+        if not await self._store.create_object(KIND, sub.name, sub.to_spec()):
+            return False
+        self._api[sub.name] = replace(sub, origin="api")
+        self._rebuild()
+        return True
+
     async def delete(self, name: str) -> bool:
-        """Delete an API subscription and its deliveries."""
+        """Delete an API subscription (or a stored one refused at load) and its deliveries."""
+        if name in self.refused and name not in self._api:
+            await self._store.delete_object(KIND, name)
+            await self._store.drop_deliveries(name)
+            del self.refused[name]
+            return True
         if name not in self._api:
             return False
         await self._store.delete_object(KIND, name)
@@ -187,3 +219,12 @@ class Subscriptions:
             await self._store.save_object(KIND, name, new.to_spec())
             self._api[name] = new
         self._rebuild()
+
+
+def _problem(exc: Exception) -> str:
+    """What is wrong with a stored subscription, without its values (secrets among them)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+    return type(exc).__name__

@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from monitor.actions.rules import PREFIX, ActionRules, describe
 from monitor.clock import Clock, iso_utc
+from monitor.config.models import Strict
 from monitor.server.app import json_error
+from monitor.server.bodies import as_model, query_int, read_json
+from monitor.server.limits import MAX_PAGE, MAX_REPLAY_IDS
+from monitor.server.schema import RequestSchemas
 from monitor.store.base import Delivery, Store
+
+
+class ActionReplayIn(Strict):
+    """POST /v1/actions/{name}/dead-letters/replay: given IDs, or `all`."""
+
+    ids: list[str] | None = Field(None, min_length=1, max_length=MAX_REPLAY_IDS)
+    all: Literal[True] | None = None
 
 
 class ActionsApi:
     """Routes for the action rules (they belong to the config file: no create or delete)."""
 
     def __init__(
-        self, *, rules: ActionRules, store: Store, clock: Clock, wake_outbox: Callable[[], None]
+        self,
+        *,
+        rules: ActionRules,
+        store: Store,
+        clock: Clock,
+        schemas: RequestSchemas,
+        wake_outbox: Callable[[], None],
     ) -> None:
+        self._schemas = schemas
         self._rules = rules
         self._store = store
         self._clock = clock
@@ -34,12 +53,9 @@ class ActionsApi:
 
     async def list_actions(self, request: web.Request) -> web.Response:
         """The rules, and recent actions (newest first) with their outcome."""
-        try:
-            limit = int(request.query.get("limit", "100"))
-            if not 1 <= limit <= 1000:
-                raise ValueError
-        except ValueError:
-            return json_error(400, "limit must be 1..1000", field="limit")
+        limit = query_int(request, "limit", 100, 1, MAX_PAGE)
+        if limit is None:
+            return json_error(400, f"limit must be an integer 1..{MAX_PAGE}", field="limit")
         counts = await self._store.outbox_counts()
         recent = await self._store.recent_deliveries(PREFIX, limit)
         return web.json_response(
@@ -73,20 +89,17 @@ class ActionsApi:
         return web.json_response({"dead_letters": [_action(d) for d in rows]})
 
     async def replay(self, request: web.Request) -> web.Response:
-        """Dead-lettered actions back into the outbox (`{"ids": [...]}` or all)."""
+        """Dead-lettered actions back into the outbox (`{"ids": [...]}` or `{"all": true}`)."""
         name = self._rule(request)
         if isinstance(name, web.Response):
             return name
-        ids = None
-        if request.can_read_body:
-            try:
-                body = await request.json()
-            except ValueError:
-                return json_error(400, "the body is not valid JSON", field="")
-            if not isinstance(body, dict) or not isinstance(body.get("ids", []), list):
-                return json_error(400, "ids must be a list of action IDs", field="ids")
-            ids = [str(i) for i in body["ids"]] if "ids" in body else None
-        n = await self._store.replay(PREFIX + name, self._clock.wall(), ids, None)
+        data = await read_json(request, self._schemas, "ActionReplayIn")
+        if isinstance(data, web.Response):
+            return data
+        body = as_model(ActionReplayIn, data)
+        if isinstance(body, web.Response):
+            return body
+        n = await self._store.replay(PREFIX + name, self._clock.wall(), body.ids, None)
         self._wake()
         return web.json_response({"replayed": n})
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
+import sqlite3
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -13,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from monitor.clock import Clock, iso_utc, utc_datetime
 from monitor.config.catalog import Catalog
 from monitor.core.maintenance import current_window
+from monitor.core.summary import Summary
+from monitor.logs import get_logger
 from monitor.poller.dispatcher import Health
 from monitor.poller.live import LiveState
 from monitor.secrets import Secret
@@ -20,12 +25,49 @@ from monitor.store.base import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+log = get_logger("monitor.server")
+
 MAX_TRANSITIONS_PAGE = 1000
+
+#: How long a request's body may take to arrive (read by the body readers).
+BODY_SECONDS: web.AppKey[float] = web.AppKey("body_seconds", float)
 
 
 def json_error(status: int, message: str, **extra: object) -> web.Response:
     """A JSON error body: {"error": message, ...}."""
     return web.json_response({"error": message, **extra}, status=status)
+
+
+_HTTP_ERRORS = {
+    404: "no such endpoint",
+    405: "method not allowed here",
+    413: "the body is over the size limit",
+}
+
+
+def _as_json(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own error answer as a JSON error, its headers (Allow) kept."""
+    resp = json_error(exc.status, _HTTP_ERRORS.get(exc.status, exc.reason))
+    allow = exc.headers.get("Allow")
+    if allow is not None:
+        resp.headers["Allow"] = allow
+    return resp
+
+
+def _is_store_failure(exc: BaseException) -> bool:
+    """Whether an exception came from the state store (SQLite, PostgreSQL, the disk)."""
+    return isinstance(exc, sqlite3.Error | OSError) or type(exc).__module__.startswith("asyncpg")
+
+
+def bearer_matches(header: str, token: Secret) -> bool:
+    """Whether an Authorization header carries `token`, compared in constant time.
+
+    Both sides are hashed first: the comparison then takes the same time whatever the lengths,
+    and a header with bytes that are not UTF-8 (they arrive as surrogate escapes) is simply wrong.
+    """
+    given = header.encode("utf-8", "surrogatepass")
+    expected = f"Bearer {token.reveal()}".encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
 
 
 class ApiServer:
@@ -45,8 +87,13 @@ class ApiServer:
         details: Callable[[str], Any] = lambda eid: None,
         retired: Callable[[str, float], bool] = lambda eid, now: False,
         unknown_since: Callable[[str], float | None] = lambda eid: None,
+        max_body_bytes: int = 1024 * 1024,
+        body_seconds: float = 30.0,
     ) -> None:
         self._unknown_since = unknown_since
+        self._max_body = max_body_bytes
+        self._body_seconds = body_seconds
+        self._failures = Summary(every=60.0, max_keys=256)
         self._details = details
         self._retired = retired
         self._registry = registry
@@ -60,7 +107,11 @@ class ApiServer:
 
     def app(self) -> web.Application:
         """The application; other parts may add routes before it starts."""
-        app = web.Application(middlewares=[self._auth_middleware])
+        app = web.Application(
+            middlewares=[self._errors_middleware, self._auth_middleware],
+            client_max_size=self._max_body,
+        )
+        app[BODY_SECONDS] = self._body_seconds
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -75,12 +126,46 @@ class ApiServer:
         return web.Response(text=text, content_type="application/yaml")
 
     @web.middleware
+    async def _errors_middleware(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        """Every error is JSON: aiohttp's own (404, 405, 413) too; a failure inside is logged
+        (summarised) and answered 503 when the state store failed, 500 otherwise."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _as_json(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            store = _is_store_failure(exc)
+            key = (request.method, request.match_info.route.resource, type(exc).__name__)
+            held = self._failures.admit(str(key), self._clock.monotonic())
+            if held is not None:
+                log.error(
+                    "API request failed",
+                    method=request.method,
+                    route=getattr(request.match_info.route.resource, "canonical", "?"),
+                    error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                    more_since_last_line=held,
+                    exc_info=not store,
+                )
+            if store:
+                return json_error(503, "the state store failed; nothing was changed")
+            return json_error(500, "internal error (logged)")
+
+    @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/v1/") and self.admin_token is not None:
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {self.admin_token.reveal()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return json_error(401, "missing or wrong bearer token")
+        token = self.admin_token
+        given = request.headers.get("Authorization", "")
+        if (
+            request.path.startswith("/v1/")
+            and token is not None
+            and not bearer_matches(given, token)
+        ):
+            return json_error(401, "missing or wrong bearer token")
         return await handler(request)
 
     async def metrics(self, request: web.Request) -> web.Response:

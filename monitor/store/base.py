@@ -289,3 +289,15 @@ class Store(Protocol):
     async def delete_object(self, kind: str, name: str) -> bool:
         """Delete an API-created object; False when there was none."""
         ...
+
+    async def create_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> bool:
+        """Create an object unless one of that kind and name exists (atomically, for every
+        replica); False when it existed."""
+        ...
+
+    async def replace_object(
+        self, kind: str, name: str, expected: Mapping[str, Any], spec: Mapping[str, Any]
+    ) -> bool:
+        """Replace an object only while it still reads `expected` (compare and swap); False
+        when it changed or went in the meantime."""
+        ...

@@ -391,6 +391,20 @@ class PostgresStore:
         async with self._writing():
             return _count(await self._db.execute(sql.DELETE_OBJECT, kind, name)) > 0
 
+    async def create_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> bool:
+        """Create an object unless one exists, atomically across replicas (the row count of an
+        INSERT ... ON CONFLICT DO NOTHING says which); False when it existed."""
+        text = orjson.dumps(dict(spec)).decode()
+        return _count(await self._db.execute(sql.CREATE_OBJECT, kind, name, text)) > 0
+
+    async def replace_object(
+        self, kind: str, name: str, expected: Mapping[str, Any], spec: Mapping[str, Any]
+    ) -> bool:
+        """Replace an object while it still reads `expected` (one UPDATE: atomic across
+        replicas); False when it changed or went."""
+        old, new = orjson.dumps(dict(expected)).decode(), orjson.dumps(dict(spec)).decode()
+        return _count(await self._db.execute(sql.REPLACE_OBJECT, kind, name, old, new)) > 0
+
     # -- leases (several replicas) ---------------------------------------------------------
 
     async def ensure_leases(self, kind: str, count: int) -> None:

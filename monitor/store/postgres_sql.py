@@ -379,3 +379,13 @@ SAVE_OBJECT: Final = """
 """
 
 DELETE_OBJECT: Final = "DELETE FROM objects WHERE kind = $1 AND name = $2"
+
+CREATE_OBJECT: Final = """
+    INSERT INTO objects (kind, name, spec) VALUES ($1, $2, $3::jsonb)
+    ON CONFLICT (kind, name) DO NOTHING
+"""
+
+# jsonb equality compares values (key order and number spelling do not matter).
+REPLACE_OBJECT: Final = """
+    UPDATE objects SET spec = $4::jsonb WHERE kind = $1 AND name = $2 AND spec = $3::jsonb
+"""

@@ -532,6 +532,16 @@ class SQLiteStore:
         """Delete an API-created object."""
         return await self._write(outbox.delete_object, kind, name)
 
+    async def create_object(self, kind: str, name: str, spec: Mapping[str, Any]) -> bool:
+        """Create an object unless it exists; False when it existed."""
+        return await self._write(outbox.create_object, kind, name, spec)
+
+    async def replace_object(
+        self, kind: str, name: str, expected: Mapping[str, Any], spec: Mapping[str, Any]
+    ) -> bool:
+        """Replace an object while it still reads `expected`; False otherwise."""
+        return await self._write(outbox.replace_object, kind, name, expected, spec)
+
 
 def _lock_file(path: Path) -> IO[bytes]:
     """An exclusive lock beside the state file: two daemons on one file would double every

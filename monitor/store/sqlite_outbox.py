@@ -216,6 +216,36 @@ def save_object(db: sqlite3.Connection, kind: str, name: str, spec: Mapping[str,
     )
 
 
+def create_object(db: sqlite3.Connection, kind: str, name: str, spec: Mapping[str, Any]) -> bool:
+    """Insert an object unless it exists; whether it was inserted."""
+    cur = db.execute(
+        "INSERT INTO objects (kind, name, spec) VALUES (?, ?, ?)"
+        " ON CONFLICT (kind, name) DO NOTHING",
+        (kind, name, orjson.dumps(dict(spec)).decode()),
+    )
+    return cur.rowcount > 0
+
+
+def replace_object(
+    db: sqlite3.Connection,
+    kind: str,
+    name: str,
+    expected: Mapping[str, Any],
+    spec: Mapping[str, Any],
+) -> bool:
+    """Replace an object that still reads `expected` (compared as JSON values)."""
+    row = db.execute(
+        "SELECT spec FROM objects WHERE kind = ? AND name = ?", (kind, name)
+    ).fetchone()
+    if row is None or orjson.loads(row[0]) != dict(expected):
+        return False
+    db.execute(
+        "UPDATE objects SET spec = ? WHERE kind = ? AND name = ?",
+        (orjson.dumps(dict(spec)).decode(), kind, name),
+    )
+    return True
+
+
 def delete_object(db: sqlite3.Connection, kind: str, name: str) -> bool:
     """Delete an object."""
     return db.execute("DELETE FROM objects WHERE kind = ? AND name = ?", (kind, name)).rowcount > 0

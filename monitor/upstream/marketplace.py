@@ -277,8 +277,9 @@ def returned_ids(body: bytes) -> set[int] | None:
     return ids
 
 
-def error_messages(body: bytes) -> list[str]:
-    """The marketplace's `errors[].message` (or `code`), else a short redacted snippet."""
+def error_messages(body: bytes, token: str = "") -> list[str]:
+    """The marketplace's `errors[].message` (or `code`), else a short snippet; both redacted,
+    `token` (the client's own, which an answer may echo) included."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -290,11 +291,11 @@ def error_messages(body: bytes) -> list[str]:
             if isinstance(err, dict):
                 text = err.get("message") or err.get("code")
                 if isinstance(text, str) and text:
-                    out.append(redact(text))
+                    out.append(redact(text, [token]))
     if not out:
         snippet = body[:_SNIPPET].decode("utf-8", "replace").replace("\n", " ").strip()
         if snippet:
-            out.append(redact(snippet))
+            out.append(redact(snippet, [token]))
     return out
 
 
@@ -458,7 +459,7 @@ class MarketplaceClient:
             return ChunkReport(ids, status, outcome, updated, missing)
         if status == 404:
             answer.observe("not_found")
-            messages = tuple(error_messages(answer.body))
+            messages = tuple(error_messages(answer.body, self._token.reveal()))
             return ChunkReport(ids, status, "not_found", (), ids, messages)
         exc = self._failure(answer)
         if isinstance(exc, MarketplaceRejected):
@@ -468,7 +469,7 @@ class MarketplaceClient:
     def _failure(self, answer: _Answer) -> MarketplaceError:
         """The error for a non-2xx answer (also counted for metrics)."""
         status = answer.status
-        messages = error_messages(answer.body)
+        messages = error_messages(answer.body, self._token.reveal())
         text = "; ".join(messages) or "no details"
         exc: MarketplaceError
         if status in (401, 403):
@@ -539,7 +540,7 @@ class MarketplaceClient:
             self._observe("connection_error", started)
             raise MarketplaceUnavailable(
                 f"{method} {INVENTORY_PATH}: connection failed: "
-                f"{type(exc).__name__}: {redact(str(exc))}",
+                f"{type(exc).__name__}: {redact(str(exc), [self._token.reveal()])}",
                 outcome="connection_error",
             ) from None
         finally:
