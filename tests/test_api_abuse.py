@@ -104,7 +104,10 @@ async def test_errors_name_the_key_and_never_echo_the_value(daemon):
     )
     data = json_of(answer)
     assert status == 400
-    assert {e["field"] for e in data["errors"]} == {"secret", "x" * 5000}
+    fields = {e["field"] for e in data["errors"]}
+    assert "secret" in fields and len(fields) == 2
+    (long_key,) = fields - {"secret"}  # named, but shortened: an error stays small
+    assert long_key.startswith("x" * 50) and len(long_key) < 200
     assert secret not in answer.decode()
     many = orjson.dumps({"name": "s", "events": [f"bad id {i}" for i in range(5000)]})
     status, answer = await raw_request(
